@@ -1,0 +1,84 @@
+// The Backend interface: storage management plus one method per op of the closed op list
+// (ops.ts). ops.ts validates shapes and dtypes and computes each output's shape and dtype ONCE;
+// a backend method receives validated tensors and only computes. Each method returns the storage
+// of a new contiguous tensor of the shape/dtype that ops.ts passes in `out`.
+//
+// Numerics contract (both backends): float math in fp32; the result is rounded to the output
+// dtype once per op, like one PyTorch op on bf16 tensors (shared/reference/flux-spec.md §0, §8).
+// Fused ops document their internal rounding points (they reproduce the unfused PyTorch chain).
+
+import type { DType, RawArray } from './dtype.js';
+import type { Tensor, Shape } from './tensor.js';
+
+/** Backend-owned memory; opaque to everything but its backend. */
+export interface Storage {
+  readonly byteLength: number;
+}
+
+export type Activation = 'none' | 'gelu_tanh' | 'gelu' | 'silu' | 'quick_gelu';
+
+export interface OutSpec {
+  readonly shape: Shape;
+  readonly dtype: DType;
+}
+
+export interface LinearArgs {
+  bias?: Tensor | undefined;
+  act: Activation;
+  /** Per-tensor dequantisation scale of an fp8 weight (1 for other dtypes). */
+  weightScale: number;
+}
+
+export interface AttentionArgs {
+  scale: number;
+  /** Additive bias broadcastable to [B, H, Lq, Lk] (given as 4-D, dims 0/1 may be 1). */
+  bias?: Tensor | undefined;
+  causal: boolean;
+}
+
+export interface Conv2dArgs {
+  bias?: Tensor | undefined;
+  stride: readonly [number, number];
+  /** [top, bottom, left, right] zero padding. */
+  padding: readonly [number, number, number, number];
+}
+
+export type BinaryOp = 'add' | 'sub' | 'mul';
+
+export interface Backend {
+  readonly name: string;
+
+  // --- memory -----------------------------------------------------------------------------------
+  /** New storage holding a copy of `raw` (elements of `dtype`). */
+  upload(dtype: DType, raw: RawArray): Storage;
+  /** New zero-filled storage for `n` elements. */
+  zeros(dtype: DType, n: number): Storage;
+  /** Copy `n` elements back to the host. */
+  read(storage: Storage, dtype: DType, n: number): RawArray;
+  free(storage: Storage): void;
+  /** Wait for queued work (no-op for synchronous backends). */
+  synchronize(): void;
+
+  // --- ops (see ops.ts for the semantics of each) -----------------------------------------------
+  linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): Storage;
+  matmul(out: OutSpec, a: Tensor, b: Tensor, transB: boolean): Storage;
+  attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs): Storage;
+  layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, bias: Tensor | undefined, eps: number): Storage;
+  rmsNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, eps: number): Storage;
+  groupNorm(out: OutSpec, x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps: number, act: Activation): Storage;
+  modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale: Tensor, eps: number): Storage;
+  gatedResidual(out: OutSpec, x: Tensor, gate: Tensor, y: Tensor): Storage;
+  binary(out: OutSpec, op: BinaryOp, a: Tensor, b: Tensor): Storage;
+  affine(out: OutSpec, x: Tensor, mul: number, add: number): Storage;
+  activation(out: OutSpec, x: Tensor, act: Activation): Storage;
+  softmax(out: OutSpec, x: Tensor): Storage;
+  rope(out: OutSpec, x: Tensor, pe: Tensor): Storage;
+  conv2d(out: OutSpec, x: Tensor, w: Tensor, args: Conv2dArgs): Storage;
+  upsampleNearest(out: OutSpec, x: Tensor, factor: number): Storage;
+  concat(out: OutSpec, xs: readonly Tensor[], axis: number): Storage;
+  slice(out: OutSpec, x: Tensor, axis: number, start: number): Storage;
+  permute(out: OutSpec, x: Tensor, perm: readonly number[]): Storage;
+  splitHeads(outs: readonly OutSpec[], x: Tensor, heads: number): Storage[];
+  embedding(out: OutSpec, table: Tensor, ids: Tensor): Storage;
+  cast(out: OutSpec, x: Tensor): Storage;
+}
