@@ -17,6 +17,11 @@ export interface TensorSource {
   info(name: string): TensorInfo | undefined;
   /** The raw elements of one tensor (bf16/f16 as bit patterns). Throws naming the source and key. */
   read(name: string): RawArray;
+  /**
+   * Optional: make up a tensor that is not there yet (the tiny-model generator builds a model from
+   * a source that fabricates each weight the constructors ask for). Returns its info, or undefined.
+   */
+  provide?(name: string, shape: readonly number[]): TensorInfo | undefined;
 }
 
 export interface MapEntry extends TensorInfo {

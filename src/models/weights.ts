@@ -65,6 +65,11 @@ export class Weights {
     return this.state.source.info(this.prefix + name) !== undefined;
   }
 
+  /** The checkpoint's dtype of `name` (undefined when absent). */
+  dtypeOf(name: string): DType | undefined {
+    return this.state.source.info(this.prefix + name)?.dtype;
+  }
+
   /** The tensor `prefix + name`, which must have exactly `shape`. */
   get(name: string, shape: Shape): Tensor {
     const t = this.load(name, shape);
@@ -83,7 +88,7 @@ export class Weights {
   private load(name: string, shape: Shape): Tensor | undefined {
     const s = this.state;
     const key = this.prefix + name;
-    const info = s.source.info(key);
+    const info = s.source.info(key) ?? s.source.provide?.(key, shape);
     if (!info) {
       s.missing.push(`${key} ${shapeStr(shape)}`);
       return undefined;
