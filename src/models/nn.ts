@@ -1,0 +1,67 @@
+// The parameterised layers that every network here is built from, each asking the prefix
+// builder for its weights by name and shape (PyTorch layouts and key names: `weight`, `bias`).
+
+import type { Activation } from '../tensor/backend.js';
+import { conv2d, groupNorm, linear } from '../tensor/ops.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Weights } from './weights.js';
+
+/** nn.Linear: weight [out, in], bias [out]. */
+export class Linear {
+  readonly weight: Tensor;
+  readonly bias: Tensor | undefined;
+
+  constructor(w: Weights, inDim: number, outDim: number, bias = true) {
+    this.weight = w.get('weight', [outDim, inDim]);
+    this.bias = bias ? w.get('bias', [outDim]) : undefined;
+  }
+
+  /** [..., in] -> [..., out], with an optional fused activation (rounded after the GEMM). */
+  forward(x: Tensor, act: Activation = 'none'): Tensor {
+    return linear(x, this.weight, { bias: this.bias, act });
+  }
+}
+
+/** nn.Conv2d: weight [O, C, k, k], bias [O]. */
+export class Conv2d {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(
+    w: Weights,
+    inCh: number,
+    outCh: number,
+    readonly kernel: number,
+    readonly stride = 1,
+    readonly padding: number | readonly [number, number, number, number] = 0,
+  ) {
+    this.weight = w.get('weight', [outCh, inCh, kernel, kernel]);
+    this.bias = w.get('bias', [outCh]);
+  }
+
+  /** [B, C, H, W] -> [B, O, H', W']. */
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, { bias: this.bias, stride: this.stride, padding: this.padding });
+  }
+}
+
+/** nn.GroupNorm(num_groups, C, eps, affine=True), optionally followed by a fused SiLU (swish). */
+export class GroupNorm {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(
+    w: Weights,
+    channels: number,
+    readonly groups: number,
+    readonly eps: number,
+  ) {
+    this.weight = w.get('weight', [channels]);
+    this.bias = w.get('bias', [channels]);
+  }
+
+  /** [B, C, ...] -> same shape. */
+  forward(x: Tensor, act: 'none' | 'silu' = 'none'): Tensor {
+    return groupNorm(x, { groups: this.groups, weight: this.weight, bias: this.bias, eps: this.eps, act });
+  }
+}
