@@ -174,13 +174,14 @@ export function f8e4m3BitsToF32(b: number): number {
 
 /**
  * float32 -> e4m3fn bits, round to nearest even. Like c10's `fp8e4m3fn_from_fp32_value`, values
- * whose magnitude rounds past 448 (|x| >= 464) become NaN (0x7f), not a saturated 448.
+ * whose magnitude rounds past 448 (|x| > 464; 464 itself ties to even, to 448) become NaN (0x7f),
+ * not a saturated 448.
  */
 export function f32ToF8e4m3Bits(x: number): number {
   if (Number.isNaN(x)) return 0x7f;
   const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0;
   const a = Math.abs(Math.fround(x));
-  if (a >= 464) return sign | 0x7f; // beyond the rounding range of 448
+  if (a > 464) return sign | 0x7f; // rounds up past 448 (c10: f_bits >= 480 -> NaN, (464, 480) round to 0x7f)
   if (a < 2 ** -6) {
     // subnormal range: step 2^-9
     const q = a / 2 ** -9;

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
@@ -206,7 +207,7 @@ function safetensorsHeader(path: string): Map<string, { dtype: string; shape: nu
   return out;
 }
 
-const FIXTURE = '/work/shared/fixtures/bfl-tiny-a';
+const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/bfl-tiny-a', import.meta.url));
 
 // ---------------------------------------------------------------------------------------------
 // Transformer key lists

@@ -461,9 +461,9 @@ test('error: index problems (missing key, missing shard, unlisted tensor, wrong 
 });
 
 // ---------------------------------------------------------------------------------------------
-// The reference fixture (shared/fixtures/bfl-tiny-a, written by PyTorch + safetensors).
+// The reference fixture (a copy of shared/fixtures/bfl-tiny-a, written by PyTorch + safetensors).
 
-const FIXTURE = fileURLToPath(new URL('../../../../shared/fixtures/bfl-tiny-a/', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/bfl-tiny-a/', import.meta.url));
 const haveFixture = fs.existsSync(path.join(FIXTURE, 'weights-flux.safetensors'));
 
 test('fixture files open and list their keys', { skip: !haveFixture && 'fixture not found' }, () => {

@@ -1,0 +1,289 @@
+// The FLUX transformer's blocks, read line for line against black-forest-labs/flux@802fb47
+// src/flux/modules/layers.py (flux-spec §1.3-§1.9). Fields keep the checkpoint's spelling
+// (`img_mod.lin`, `img_attn.norm.query_norm.scale`, `img_mlp.0`, `linear1`,
+// `adaLN_modulation.1`), nn.Sequential indices included.
+//
+// Shapes: B batch, L tokens, D = hidden_size, H heads, Dh = D / H, M = mlp hidden dim.
+// Every LayerNorm here is LayerNorm(D, elementwise_affine=False, eps=1e-6) fused with its adaLN
+// modulation (modulatedLayerNorm); the norms have no parameters, so they are not fields.
+
+import { activation, attention, concat, gatedResidual, modulatedLayerNorm, rmsNorm, rope, slice, splitHeads } from '../../tensor/ops.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { Linear } from '../nn.js';
+import type { Weights } from '../weights.js';
+
+/** Receives named intermediates; must read the tensor synchronously (it is freed afterwards). */
+export type Tap = (name: string, t: Tensor) => void;
+
+const LN_EPS = 1e-6; // nn.LayerNorm(..., eps=1e-6) in every FLUX block
+const RMS_EPS = 1e-6; // BFL RMSNorm: rsqrt(mean(x²) + 1e-6)
+
+/** MLPEmbedder: out_layer(SiLU(in_layer(x))). */
+export class MLPEmbedder {
+  readonly in_layer: Linear;
+  readonly out_layer: Linear;
+
+  constructor(w: Weights, inDim: number, hiddenDim: number) {
+    this.in_layer = new Linear(w.pp('in_layer'), inDim, hiddenDim);
+    this.out_layer = new Linear(w.pp('out_layer'), hiddenDim, hiddenDim);
+  }
+
+  /** [B, in] -> [B, D] */
+  forward(x: Tensor): Tensor {
+    const h = this.in_layer.forward(x, 'silu'); // [B, D]
+    return this.out_layer.forward(h); // [B, D]
+  }
+}
+
+/** One (shift, scale, gate) triple, each [B, D]. */
+export interface ModulationOut {
+  readonly shift: Tensor;
+  readonly scale: Tensor;
+  readonly gate: Tensor;
+}
+
+/** Modulation: lin(SiLU(vec)) chunked into 6 (double) or 3 (single) [B, D] vectors (flux-spec §1.5). */
+export class Modulation {
+  readonly lin: Linear;
+  readonly multiplier: number;
+
+  constructor(
+    w: Weights,
+    readonly dim: number,
+    readonly is_double: boolean,
+  ) {
+    this.multiplier = is_double ? 6 : 3;
+    this.lin = new Linear(w.pp('lin'), dim, this.multiplier * dim);
+  }
+
+  /**
+   * Takes SiLU(vec) [B, D] (computed once per forward for every block) and returns the chunks in
+   * BFL order: shift, scale, gate (then shift2, scale2, gate2).
+   */
+  forward(siluVec: Tensor): ModulationOut[] {
+    const D = this.dim;
+    const out = this.lin.forward(siluVec); // [B, m*D]
+    const chunk = (i: number) => slice(out, 1, i * D, (i + 1) * D); // [B, D]
+    const mods: ModulationOut[] = [];
+    for (let i = 0; i < this.multiplier; i += 3) mods.push({ shift: chunk(i), scale: chunk(i + 1), gate: chunk(i + 2) });
+    out.dispose();
+    return mods;
+  }
+}
+
+/** BFL RMSNorm: dtype(x·rsqrt(mean(x²)+1e-6)) · scale over the head dim. */
+export class RMSNorm {
+  readonly scale: Tensor;
+
+  constructor(w: Weights, dim: number) {
+    this.scale = w.get('scale', [dim]);
+  }
+
+  /** [B, H, L, Dh] -> same */
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.scale, RMS_EPS);
+  }
+}
+
+/** QKNorm: RMSNorm on q and on k (flux-spec §1.6). */
+export class QKNorm {
+  readonly query_norm: RMSNorm;
+  readonly key_norm: RMSNorm;
+
+  constructor(w: Weights, dim: number) {
+    this.query_norm = new RMSNorm(w.pp('query_norm'), dim);
+    this.key_norm = new RMSNorm(w.pp('key_norm'), dim);
+  }
+}
+
+/** SelfAttention's parameters: qkv, norm (QKNorm), proj. The blocks drive them step by step. */
+export class SelfAttention {
+  readonly qkv: Linear;
+  readonly norm: QKNorm;
+  readonly proj: Linear;
+
+  constructor(
+    w: Weights,
+    dim: number,
+    readonly num_heads: number,
+    qkvBias: boolean,
+  ) {
+    this.qkv = new Linear(w.pp('qkv'), dim, 3 * dim, qkvBias);
+    this.norm = new QKNorm(w.pp('norm'), dim / num_heads);
+    this.proj = new Linear(w.pp('proj'), dim, dim);
+  }
+
+  /** x [B, L, D] -> q, k, v [B, H, L, Dh], q and k RMS-normalised (before RoPE). */
+  qkvHeads(x: Tensor): [Tensor, Tensor, Tensor] {
+    const qkv = this.qkv.forward(x); // [B, L, 3*H*Dh]
+    return qkNormed(qkv, 3, this.num_heads, this.norm);
+  }
+}
+
+/** "B L (K H D) -> K B H L D" of a packed projection, then QKNorm on q and k. */
+function qkNormed(packed: Tensor, parts: number, heads: number, norm: QKNorm): [Tensor, Tensor, Tensor] {
+  const [q, k, v] = splitHeads(packed, parts, heads) as [Tensor, Tensor, Tensor]; // 3 x [B, H, L, Dh]
+  const qn = norm.query_norm.forward(q); // [B, H, L, Dh]
+  const kn = norm.key_norm.forward(k); // [B, H, L, Dh]
+  q.dispose();
+  k.dispose();
+  return [qn, kn, v];
+}
+
+/** BFL math.attention: RoPE on q and k, then SDPA (scale 1/√Dh, no mask) -> [B, L, H*Dh]. */
+export function ropeAttention(q: Tensor, k: Tensor, v: Tensor, pe: Tensor): Tensor {
+  const qr = rope(q, pe); // [B, H, L, Dh]
+  const kr = rope(k, pe); // [B, H, L, Dh]
+  return attention(qr, kr, v); // [B, L, H*Dh]
+}
+
+/** nn.Sequential(Linear(D, M), GELU(tanh), Linear(M, D)): fields `0` and `2` as in the checkpoint. */
+export class GeluMlp {
+  readonly 0: Linear;
+  readonly 2: Linear;
+
+  constructor(w: Weights, dim: number, hidden: number) {
+    this[0] = new Linear(w.pp(0), dim, hidden);
+    this[2] = new Linear(w.pp(2), hidden, dim);
+  }
+
+  /** [B, L, D] -> [B, L, D] */
+  forward(x: Tensor): Tensor {
+    const h = this[0].forward(x, 'gelu_tanh'); // [B, L, M]
+    const out = this[2].forward(h); // [B, L, D]
+    h.dispose();
+    return out;
+  }
+}
+
+/** Modulation vectors of one double block: (mod1, mod2) per stream. */
+export interface DoubleMods {
+  readonly img: readonly ModulationOut[];
+  readonly txt: readonly ModulationOut[];
+}
+
+/** DoubleStreamBlock (flux-spec §1.7): separate weights per stream, joint attention (text first). */
+export class DoubleStreamBlock {
+  readonly img_mod: Modulation;
+  readonly img_attn: SelfAttention;
+  readonly img_mlp: GeluMlp;
+  readonly txt_mod: Modulation;
+  readonly txt_attn: SelfAttention;
+  readonly txt_mlp: GeluMlp;
+
+  constructor(w: Weights, hidden: number, heads: number, mlpHidden: number, qkvBias: boolean) {
+    this.img_mod = new Modulation(w.pp('img_mod'), hidden, true);
+    this.img_attn = new SelfAttention(w.pp('img_attn'), hidden, heads, qkvBias);
+    this.img_mlp = new GeluMlp(w.pp('img_mlp'), hidden, mlpHidden);
+    this.txt_mod = new Modulation(w.pp('txt_mod'), hidden, true);
+    this.txt_attn = new SelfAttention(w.pp('txt_attn'), hidden, heads, qkvBias);
+    this.txt_mlp = new GeluMlp(w.pp('txt_mlp'), hidden, mlpHidden);
+  }
+
+  /** Both streams' modulations from SiLU(vec) [B, D]. */
+  modulations(siluVec: Tensor): DoubleMods {
+    return { img: this.img_mod.forward(siluVec), txt: this.txt_mod.forward(siluVec) };
+  }
+
+  /** img [B, Li, D], txt [B, Lt, D], pe [B|1, Lt+Li, Dh/2, 2, 2] -> [img, txt]. */
+  forward(img: Tensor, txt: Tensor, mods: DoubleMods, pe: Tensor, tap?: Tap): [Tensor, Tensor] {
+    const [img1, img2] = mods.img as [ModulationOut, ModulationOut];
+    const [txt1, txt2] = mods.txt as [ModulationOut, ModulationOut];
+    const Lt = txt.shape[1]!;
+    const Lall = Lt + img.shape[1]!;
+
+    // prepare image and text for attention
+    const img_modulated = modulatedLayerNorm(img, img1.shift, img1.scale, LN_EPS); // [B, Li, D]
+    const [img_q, img_k, img_v] = this.img_attn.qkvHeads(img_modulated); // 3 x [B, H, Li, Dh]
+    const txt_modulated = modulatedLayerNorm(txt, txt1.shift, txt1.scale, LN_EPS); // [B, Lt, D]
+    const [txt_q, txt_k, txt_v] = this.txt_attn.qkvHeads(txt_modulated); // 3 x [B, H, Lt, Dh]
+
+    // joint attention, text first
+    const q = concat([txt_q, img_q], 2); // [B, H, L, Dh]
+    const k = concat([txt_k, img_k], 2); // [B, H, L, Dh]
+    const v = concat([txt_v, img_v], 2); // [B, H, L, Dh]
+    const attn = ropeAttention(q, k, v, pe); // [B, L, D]
+    tap?.('attn', attn);
+    const txt_a = slice(attn, 1, 0, Lt); // [B, Lt, D]
+    const img_a = slice(attn, 1, Lt, Lall); // [B, Li, D]
+
+    // image stream
+    const img_attn_out = this.img_attn.proj.forward(img_a); // [B, Li, D]
+    tap?.('img_attn', img_attn_out);
+    const img_r = gatedResidual(img, img1.gate, img_attn_out); // [B, Li, D]
+    const img_mlp_out = this.img_mlp.forward(modulatedLayerNorm(img_r, img2.shift, img2.scale, LN_EPS)); // [B, Li, D]
+    tap?.('img_mlp', img_mlp_out);
+    const img_out = gatedResidual(img_r, img2.gate, img_mlp_out); // [B, Li, D]
+
+    // text stream
+    const txt_attn_out = this.txt_attn.proj.forward(txt_a); // [B, Lt, D]
+    tap?.('txt_attn', txt_attn_out);
+    const txt_r = gatedResidual(txt, txt1.gate, txt_attn_out); // [B, Lt, D]
+    const txt_mlp_out = this.txt_mlp.forward(modulatedLayerNorm(txt_r, txt2.shift, txt2.scale, LN_EPS)); // [B, Lt, D]
+    tap?.('txt_mlp', txt_mlp_out);
+    const txt_out = gatedResidual(txt_r, txt2.gate, txt_mlp_out); // [B, Lt, D]
+    return [img_out, txt_out];
+  }
+}
+
+/** SingleStreamBlock (flux-spec §1.8): parallel attention and MLP over the joint sequence. */
+export class SingleStreamBlock {
+  readonly linear1: Linear;
+  readonly linear2: Linear;
+  readonly norm: QKNorm;
+  readonly modulation: Modulation;
+
+  constructor(
+    w: Weights,
+    readonly hidden_size: number,
+    readonly num_heads: number,
+    readonly mlp_hidden_dim: number,
+  ) {
+    this.linear1 = new Linear(w.pp('linear1'), hidden_size, 3 * hidden_size + mlp_hidden_dim); // qkv ‖ mlp_in
+    this.linear2 = new Linear(w.pp('linear2'), hidden_size + mlp_hidden_dim, hidden_size); // proj ‖ mlp_out
+    this.norm = new QKNorm(w.pp('norm'), hidden_size / num_heads);
+    this.modulation = new Modulation(w.pp('modulation'), hidden_size, false);
+  }
+
+  /** x [B, L, D] -> [B, L, D]; mod from modulation.forward(SiLU(vec)). */
+  forward(x: Tensor, mod: ModulationOut, pe: Tensor, tap?: Tap): Tensor {
+    const D = this.hidden_size;
+    const x_mod = modulatedLayerNorm(x, mod.shift, mod.scale, LN_EPS); // [B, L, D]
+    const h = this.linear1.forward(x_mod); // [B, L, 3*D + M]
+    const qkv = slice(h, 2, 0, 3 * D); // [B, L, 3*D]
+    const mlp = slice(h, 2, 3 * D, 3 * D + this.mlp_hidden_dim); // [B, L, M]
+    const [q, k, v] = qkNormed(qkv, 3, this.num_heads, this.norm); // 3 x [B, H, L, Dh]
+    const attn = ropeAttention(q, k, v, pe); // [B, L, D]
+    tap?.('attn', attn);
+    h.dispose();
+    const mlp_act = activation(mlp, 'gelu_tanh'); // [B, L, M]; mlp_act = GELU(approximate="tanh")
+    const output = this.linear2.forward(concat([attn, mlp_act], 2)); // [B, L, D]; attention first
+    tap?.('linear2', output);
+    return gatedResidual(x, mod.gate, output); // [B, L, D]
+  }
+}
+
+/** LastLayer (flux-spec §1.9): adaLN with SHIFT first, then Linear(D -> out). */
+export class LastLayer {
+  readonly linear: Linear;
+  readonly adaLN_modulation: { readonly 1: Linear };
+
+  constructor(
+    w: Weights,
+    readonly hidden_size: number,
+    outChannels: number,
+  ) {
+    this.linear = new Linear(w.pp('linear'), hidden_size, outChannels);
+    this.adaLN_modulation = { 1: new Linear(w.pp('adaLN_modulation').pp(1), hidden_size, 2 * hidden_size) }; // [0] is SiLU
+  }
+
+  /** x [B, L, D], SiLU(vec) [B, D] -> [B, L, out] */
+  forward(x: Tensor, siluVec: Tensor): Tensor {
+    const D = this.hidden_size;
+    const m = this.adaLN_modulation[1].forward(siluVec); // [B, 2*D]
+    const shift = slice(m, 1, 0, D); // [B, D]
+    const scale = slice(m, 1, D, 2 * D); // [B, D]
+    const xm = modulatedLayerNorm(x, shift, scale, LN_EPS); // [B, L, D]
+    return this.linear.forward(xm); // [B, L, out]
+  }
+}

@@ -1,0 +1,83 @@
+// The Euler flow-matching loop (black-forest-labs/flux@802fb47 src/flux/sampling.py `denoise`,
+// flux-spec §3.2): for each (t_curr, t_prev) pair, pred = model(img, t_curr) and
+// img ← img + (t_prev − t_curr)·pred. The update is two ops in the latent dtype, like BFL's
+// `img + (t_prev - t_curr) * pred`: bf16(dt·pred) then bf16(img + ·) for bf16 models, the same
+// two fp32 roundings for f32 models. Number of model evaluations = timesteps.length − 1.
+
+import { add, affine, cast } from '../tensor/ops.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Flux, Ids } from '../models/flux/model.js';
+
+export interface DenoiseInputs {
+  /** Packed latents [B, L_img, 64] at σ = timesteps[0]. Not disposed by denoise. */
+  img: Tensor;
+  img_ids: Ids;
+  /** Text embeddings [B, L_txt, ctx]. */
+  txt: Tensor;
+  txt_ids: Ids;
+  /** Pooled text vector [B, vec_in_dim]. */
+  vec: Tensor;
+  /** σ schedule, decreasing, including the final value (0 for a full run). */
+  timesteps: Float32Array;
+  /** Guidance scale for guidance-distilled models (ignored by models without guidance_in). */
+  guidance?: number | undefined;
+}
+
+export interface DenoiseProgress {
+  /** 1-based index of the step just finished. */
+  step: number;
+  total: number;
+  t_curr: number;
+  t_prev: number;
+}
+
+export interface DenoiseOptions {
+  onStep?: (p: DenoiseProgress) => void;
+  /** Checked before every step; an abort rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Runs the sampling loop; returns new latents [B, L_img, 64] in the model's dtype, owned by the
+ * caller. Async only so that cancellation and progress can interleave with other work between
+ * steps; each step runs synchronously inside its own tidy(). Call it outside any tidy().
+ */
+export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOptions = {}): Promise<Tensor> {
+  const ts = inp.timesteps;
+  if (ts.length < 2) throw new Error(`denoise: needs at least 2 timesteps (got ${ts.length})`);
+  const B = inp.img.shape[0]!;
+  const Li = inp.img.shape[1]!;
+  const Lt = inp.txt.shape[1]!;
+  // BFL: torch.full((B,), guidance, dtype=img.dtype); the model rounds host values to its dtype.
+  const guidance = model.guidance_in ? new Array<number>(B).fill(inp.guidance ?? 0) : undefined;
+  if (model.guidance_in && inp.guidance === undefined) throw new Error('denoise: this guidance-distilled model needs a guidance value');
+
+  const pe = tidy(() => model.positionEmbedding(inp.txt_ids, inp.img_ids, B, Lt, Li)); // [B|1, L, Dh/2, 2, 2]
+  let img = inp.img.dtype === model.dtype ? inp.img : tidy(() => cast(inp.img, model.dtype)); // [B, Li, 64]
+  try {
+    for (let i = 0; i < ts.length - 1; i++) {
+      opts.signal?.throwIfAborted();
+      const t_curr = ts[i]!;
+      const t_prev = ts[i + 1]!;
+      const t_vec = new Array<number>(B).fill(t_curr);
+      const dt = Math.fround(t_prev - t_curr); // the Python float enters the op as an fp32 scalar
+      const next = tidy(() => {
+        const pred = model.forward(img, inp.img_ids, inp.txt, inp.txt_ids, t_vec, inp.vec, guidance, { pe }); // [B, Li, 64]
+        return add(img, affine(pred, dt)); // [B, Li, 64]
+      });
+      if (img !== inp.img) img.dispose();
+      img = next;
+      opts.onStep?.({ step: i + 1, total: ts.length - 1, t_curr, t_prev });
+      if (i < ts.length - 2) await nextTick();
+    }
+  } catch (e) {
+    if (img !== inp.img) img.dispose();
+    throw e;
+  } finally {
+    pe.dispose();
+  }
+  return img;
+}

@@ -1,0 +1,141 @@
+// Layout ops and casts. Layout ops copy raw bits (any dtype, NaN payloads kept); cast decodes to
+// float32 and encodes with one rounding.
+
+import type { OutSpec, Storage } from '../backend.js';
+import { f32ToRaw } from '../dtype.js';
+import { OpError } from '../ops.js';
+import { type Tensor, numel } from '../tensor.js';
+import { type BitsArray, CpuStorage, allocBits, allocShared, bitsOf, f32Of, rawOf } from './storage.js';
+
+function bits(t: Tensor): BitsArray {
+  return bitsOf(rawOf(t));
+}
+
+export function concat(out: OutSpec, xs: readonly Tensor[], axis: number): Storage {
+  const { storage, bits: y } = allocBits(out.dtype, numel(out.shape));
+  const outer = numel(out.shape.slice(0, axis));
+  const inner = numel(out.shape.slice(axis + 1));
+  const rowOut = out.shape[axis]! * inner;
+  let off = 0;
+  for (const t of xs) {
+    const src = bits(t);
+    const row = t.shape[axis]! * inner;
+    for (let o = 0; o < outer; o++) y.set(src.subarray(o * row, (o + 1) * row), o * rowOut + off);
+    off += row;
+  }
+  return storage;
+}
+
+export function slice(out: OutSpec, x: Tensor, axis: number, start: number): Storage {
+  const { storage, bits: y } = allocBits(out.dtype, numel(out.shape));
+  const outer = numel(out.shape.slice(0, axis));
+  const inner = numel(out.shape.slice(axis + 1));
+  const rowIn = x.shape[axis]! * inner;
+  const rowOut = out.shape[axis]! * inner;
+  const src = bits(x);
+  for (let o = 0; o < outer; o++) {
+    const s = o * rowIn + start * inner;
+    y.set(src.subarray(s, s + rowOut), o * rowOut);
+  }
+  return storage;
+}
+
+export function permute(out: OutSpec, x: Tensor, perm: readonly number[]): Storage {
+  const n = numel(out.shape);
+  const { storage, bits: y } = allocBits(out.dtype, n);
+  if (n === 0) return storage;
+  const src = bits(x);
+  const r = x.rank;
+  const inStrides = new Array<number>(r);
+  for (let i = r - 1, s = 1; i >= 0; i--) {
+    inStrides[i] = s;
+    s *= x.shape[i]!;
+  }
+  if (r === 0) {
+    y[0] = src[0]!;
+    return storage;
+  }
+  const dims = perm.map((p) => x.shape[p]!); // out dims
+  const st = perm.map((p) => inStrides[p]!); // input stride of each out dim
+  const inner = dims[r - 1]!;
+  const is = st[r - 1]!;
+  const idx = new Array<number>(r).fill(0);
+  let p = 0;
+  for (let o = 0; o < n; o += inner) {
+    for (let i = 0, j = p; i < inner; i++, j += is) y[o + i] = src[j]!;
+    for (let d = r - 2; d >= 0; d--) {
+      idx[d]!++;
+      p += st[d]!;
+      if (idx[d]! < dims[d]!) break;
+      p -= st[d]! * dims[d]!;
+      idx[d] = 0;
+    }
+  }
+  return storage;
+}
+
+/** x [B, L, n·H·D] -> n x [B, H, L, D]; part p, head h = columns [(p·H + h)·D, …+D). */
+export function splitHeads(outs: readonly OutSpec[], x: Tensor, heads: number): Storage[] {
+  const [B, L, F] = x.shape as [number, number, number];
+  const parts = outs.length;
+  const D = F / (parts * heads);
+  const src = bits(x);
+  return outs.map((spec, p) => {
+    const { storage, bits: y } = allocBits(spec.dtype, numel(spec.shape));
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < heads; h++) {
+        const col = (p * heads + h) * D;
+        for (let l = 0; l < L; l++) {
+          const s = (b * L + l) * F + col;
+          y.set(src.subarray(s, s + D), ((b * heads + h) * L + l) * D);
+        }
+      }
+    }
+    return storage;
+  });
+}
+
+export function embedding(out: OutSpec, table: Tensor, ids: Tensor): Storage {
+  const [V, D] = table.shape as [number, number];
+  const idv = rawOf(ids) as Int32Array;
+  const src = bits(table);
+  const { storage, bits: y } = allocBits(out.dtype, idv.length * D);
+  for (let i = 0; i < idv.length; i++) {
+    const id = idv[i]!;
+    if (id < 0 || id >= V) {
+      throw new OpError('embedding', `id ${id} at position ${i} is outside [0, ${V}) (got table [${V}, ${D}] ${table.dtype}, ids [${ids.shape.join(', ')}] i32)`);
+    }
+    y.set(src.subarray(id * D, (id + 1) * D), i * D);
+  }
+  return storage;
+}
+
+export function cast(out: OutSpec, x: Tensor): Storage {
+  if (out.dtype === x.dtype) {
+    const { storage, bits: y } = allocBits(out.dtype, x.size);
+    y.set(bits(x));
+    return storage;
+  }
+  const raw = allocShared(out.dtype, x.size);
+  f32ToRaw(out.dtype, f32Of(x), raw);
+  return new CpuStorage(out.dtype, raw);
+}
+
+export function upsampleNearest(out: OutSpec, x: Tensor, factor: number): Storage {
+  const [B, C, H, W] = x.shape as [number, number, number, number];
+  const Wo = W * factor;
+  const src = bits(x);
+  const { storage, bits: y } = allocBits(out.dtype, numel(out.shape));
+  for (let bc = 0; bc < B * C; bc++) {
+    for (let iy = 0; iy < H; iy++) {
+      const s = (bc * H + iy) * W;
+      const o = (bc * H + iy) * factor * Wo;
+      for (let ix = 0; ix < W; ix++) {
+        const v = src[s + ix]!;
+        for (let f = 0; f < factor; f++) y[o + ix * factor + f] = v;
+      }
+      for (let f = 1; f < factor; f++) y.copyWithin(o + f * Wo, o, o + Wo);
+    }
+  }
+  return storage;
+}

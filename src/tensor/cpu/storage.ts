@@ -1,0 +1,141 @@
+// CPU storage: one typed array per tensor, always on a SharedArrayBuffer so the worker pool
+// (pool.ts) can read inputs and write outputs without copies. Also the decode/encode helpers
+// every kernel uses: inputs are decoded to float32, outputs are encoded to the out dtype once.
+
+import type { OutSpec, Storage } from '../backend.js';
+import { type DType, type RawArray, dtypeSize, f32ToRaw, rawToF32 } from '../dtype.js';
+import type { Tensor } from '../tensor.js';
+
+export class CpuStorage implements Storage {
+  private raw: RawArray | null;
+  /** Cached float32 decode of a non-f32 parameter tensor (see paramF32). */
+  decoded: Float32Array | null = null;
+
+  constructor(
+    readonly dtype: DType,
+    raw: RawArray,
+  ) {
+    this.raw = raw;
+  }
+
+  get byteLength(): number {
+    return this.raw?.byteLength ?? 0;
+  }
+
+  get data(): RawArray {
+    if (this.raw === null) throw new Error(`cpu storage (${this.dtype}) used after free`);
+    return this.raw;
+  }
+
+  release(): void {
+    this.raw = null;
+    if (this.decoded) {
+      cacheBytes -= this.decoded.byteLength;
+      this.decoded = null;
+    }
+  }
+}
+
+/** A zero-filled typed array of `n` elements of `dtype` on a SharedArrayBuffer. */
+export function allocShared(dtype: DType, n: number): RawArray {
+  const sab = new SharedArrayBuffer(n * dtypeSize(dtype));
+  switch (dtype) {
+    case 'f32':
+      return new Float32Array(sab);
+    case 'i32':
+      return new Int32Array(sab);
+    case 'bf16':
+    case 'f16':
+      return new Uint16Array(sab);
+    case 'f8e4m3':
+      return new Uint8Array(sab);
+  }
+}
+
+export function sharedF32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * 4));
+}
+
+export function isShared(a: ArrayBufferView): boolean {
+  return a.buffer instanceof SharedArrayBuffer;
+}
+
+export function storageOf(t: Tensor): CpuStorage {
+  const s = t.storage;
+  if (!(s instanceof CpuStorage)) throw new Error(`cpu backend got a tensor of backend ${t.backend.name}`);
+  return s;
+}
+
+/** The raw elements of a tensor (do not write to them: storage may be shared by views). */
+export function rawOf(t: Tensor): RawArray {
+  return storageOf(t).data;
+}
+
+/**
+ * Float32 values of an activation tensor: the storage itself for f32 (read only!), otherwise a
+ * fresh shared decode.
+ */
+export function f32Of(t: Tensor): Float32Array {
+  const s = storageOf(t);
+  if (s.dtype === 'f32') return s.data as Float32Array;
+  return rawToF32(s.dtype, s.data, sharedF32(s.data.length));
+}
+
+// Decoding a bf16/f8 weight on every call would cost as much as a small GEMM, so parameter
+// decodes are cached on the storage, within a byte budget (the full FLUX model would not fit).
+let cacheBytes = 0;
+let cacheBudget = (Number(process.env['FLUXSERVE_CPU_DECODE_CACHE_MB']) || 2048) * 2 ** 20;
+
+export function setDecodeCacheBudget(bytes: number): void {
+  cacheBudget = bytes;
+}
+
+export function decodeCacheBytes(): number {
+  return cacheBytes;
+}
+
+/** Float32 values of a parameter tensor (weight, bias, norm scale), cached for non-f32 dtypes. */
+export function paramF32(t: Tensor): Float32Array {
+  const s = storageOf(t);
+  if (s.dtype === 'f32') return s.data as Float32Array;
+  if (s.decoded) return s.decoded;
+  const f = rawToF32(s.dtype, s.data, sharedF32(s.data.length));
+  if (cacheBytes + f.byteLength <= cacheBudget) {
+    s.decoded = f;
+    cacheBytes += f.byteLength;
+  }
+  return f;
+}
+
+/** Like f32Of/paramF32 for an optional tensor. */
+export function optParamF32(t: Tensor | undefined): Float32Array | undefined {
+  return t ? paramF32(t) : undefined;
+}
+
+/** Storage for `out` from float32 values: wraps them (f32, shared) or encodes them (one rounding). */
+export function encodeOut(out: OutSpec, values: Float32Array): CpuStorage {
+  if (out.dtype === 'f32' && isShared(values)) return new CpuStorage('f32', values);
+  const raw = allocShared(out.dtype, values.length);
+  f32ToRaw(out.dtype, values, raw);
+  return new CpuStorage(out.dtype, raw);
+}
+
+/** Unsigned-integer view of raw elements, for exact bit copies in layout ops. */
+export type BitsArray = Uint32Array | Uint16Array | Uint8Array;
+
+export function bitsOf(raw: RawArray): BitsArray {
+  switch (raw.BYTES_PER_ELEMENT) {
+    case 4:
+      return new Uint32Array(raw.buffer, raw.byteOffset, raw.length);
+    case 2:
+      return new Uint16Array(raw.buffer, raw.byteOffset, raw.length);
+    default:
+      return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+  }
+}
+
+/** New shared storage of `n` elements of `dtype` and its bit view. */
+export function allocBits(dtype: DType, n: number): { storage: CpuStorage; bits: BitsArray } {
+  const raw = allocShared(dtype, n);
+  return { storage: new CpuStorage(dtype, raw), bits: bitsOf(raw) };
+}
