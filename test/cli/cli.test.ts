@@ -1,0 +1,98 @@
+// The fluxserve command, run as a user runs it: the compiled bin in a child process.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import type { DType, RawArray } from '../../src/tensor/dtype.js';
+
+const BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/bfl-tiny-a', import.meta.url));
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 240_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('fluxserve CLI', () => {
+  let root: string;
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'fluxserve-cli-'));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('predict on the tiny model writes valid images and prints their paths', async () => {
+    const out = join(root, 'out');
+    const r = run(
+      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
+        '-i', 'num_outputs=2', '-i', 'seed=1234', '-i', 'output_format=png', '-o', out],
+      { FLUXSERVE_CACHE: join(root, 'cache') },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const paths = r.stdout.trim().split('\n');
+    assert.deepEqual(paths, [join(out, 'out-0.png'), join(out, 'out-1.png')]);
+    assert.match(r.stderr, /Using seed: 1234/);
+    assert.match(r.stderr, /step 2\/2/);
+    for (const p of paths) {
+      const meta = await sharp(p).metadata();
+      assert.equal(meta.format, 'png');
+      assert.equal(meta.width, 320);
+      assert.equal(meta.height, 256);
+    }
+    // The same seed reproduces the same image.
+    const again = run(
+      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
+        '-i', 'seed=1234', '-i', 'output_format=png', '-o', join(root, 'again')],
+      { FLUXSERVE_CACHE: join(root, 'cache') },
+    );
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(readFileSync(join(root, 'again', 'out-0.png')).equals(readFileSync(paths[0]!)));
+  });
+
+  it('predict rejects a bad input with a message naming the field and the range', () => {
+    const r = run(['predict', '-i', 'prompt=x', '-i', 'num_outputs=9', '-o', join(root, 'bad')], { FLUXSERVE_CACHE: join(root, 'cache') });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /num_outputs/);
+    assert.match(r.stderr, /1 .*4/);
+    assert.equal(existsSync(join(root, 'bad')), false);
+  });
+
+  it('debug reference-check passes on the BFL fixture and prints every case', () => {
+    const r = run(['debug', 'reference-check', FIXTURE]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const name of ['forward.out', 'tap.double_blocks.0.img', 'tap.single_blocks.1', 'noise.seed42.f32', 'sample.latents', 'sample.decoded', 'sample.uint8', 'vae.encoded']) {
+      assert.match(r.stdout, new RegExp(`^${name.replace(/\./g, '\\.')}\\s.*ok`, 'm'), `${name} not reported ok`);
+    }
+    assert.match(r.stdout, /all \d+ checks passed/);
+  });
+
+  it('debug reference-check exits non-zero when a reference tensor is off', () => {
+    const dir = join(root, 'bad-fixture');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    for (const f of ['config.json', 'weights-flux.safetensors', 'weights-ae.safetensors']) copyFileSync(join(FIXTURE, f), join(dir, f));
+    const cases = SafetensorsFile.open(join(FIXTURE, 'cases.safetensors'));
+    const entries: [string, { dtype: DType; shape: readonly number[]; data: RawArray }][] = [];
+    for (const k of cases.keys()) {
+      const info = cases.info(k)!;
+      const data = cases.read(k);
+      if (k === 'forward.out') (data as Float32Array)[5]! += 0.5; // one value off
+      entries.push([k, { dtype: info.dtype, shape: info.shape, data }]);
+    }
+    cases.close();
+    writeSafetensors(join(dir, 'cases.safetensors'), entries);
+    const r = run(['debug', 'reference-check', dir]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^forward\.out\s.*FAIL/m);
+  });
+
+  it('prints usage for an unknown command', () => {
+    const r = run(['frobnicate']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command 'frobnicate'/);
+  });
+});
