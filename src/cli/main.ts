@@ -4,12 +4,14 @@
 import { UsageError } from './args.js';
 import { predictCommand } from './commands/predict.js';
 import { debugCommand } from './commands/debug.js';
+import { schemaCliCommand } from './commands/schema.js';
 import { tinyCommand } from './commands/tiny.js';
 
 const USAGE = `usage: fluxserve <command> [options]
 
 commands:
-  predict -i key=value ... [-o DIR] [--model DIR]   run one prediction, print the output paths
+  predict -i key=value ... [-o DIR] [--model DIR]   run one prediction (trainer or hotswap inputs), print the output paths
+  schema [--profile trainer|hotswap]                print the profile's OpenAPI document (Cog layout)
   tiny [--out DIR]                                  write the built-in tiny model, print its folder
   debug reference-check DIR                         check the model code against a BFL fixture folder
 
@@ -22,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   predict: predictCommand,
   tiny: tinyCommand,
   debug: debugCommand,
+  schema: schemaCliCommand,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -28,7 +28,7 @@ describe('fluxserve CLI', () => {
   it('predict on the tiny model writes valid images and prints their paths', async () => {
     const out = join(root, 'out');
     const r = run(
-      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
+      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'aspect_ratio=custom', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
         '-i', 'num_outputs=2', '-i', 'seed=1234', '-i', 'output_format=png', '-o', out],
       { FLUXSERVE_CACHE: join(root, 'cache') },
     );
@@ -45,7 +45,7 @@ describe('fluxserve CLI', () => {
     }
     // The same seed reproduces the same image.
     const again = run(
-      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
+      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'aspect_ratio=custom', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
         '-i', 'seed=1234', '-i', 'output_format=png', '-o', join(root, 'again')],
       { FLUXSERVE_CACHE: join(root, 'cache') },
     );
@@ -88,6 +88,26 @@ describe('fluxserve CLI', () => {
     const r = run(['debug', 'reference-check', dir]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stdout, /^forward\.out\s.*FAIL/m);
+  });
+
+  it('schema prints each profile\'s OpenAPI document', () => {
+    for (const [profile, field] of [['trainer', 'lora_scale'], ['hotswap', 'replicate_weights']] as const) {
+      const r = run(['schema', '--profile', profile]);
+      assert.equal(r.code, 0, r.stderr);
+      const doc = JSON.parse(r.stdout) as { components: { schemas: { Input: { properties: Record<string, unknown>; required: string[] } } } };
+      assert.ok(field in doc.components.schemas.Input.properties, `${profile} has ${field}`);
+      assert.deepEqual(doc.components.schemas.Input.required, ['prompt']);
+    }
+    const bad = run(['schema', '--profile', 'nope']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /trainer or hotswap/);
+  });
+
+  it('predict says which inputs the mode ignores', () => {
+    const r = run(['predict', '-i', 'prompt=x', '-i', 'aspect_ratio=custom', '-i', 'width=256', '-i', 'height=256', '-i', 'num_inference_steps=1',
+      '-i', 'prompt_strength=0.5', '-o', join(root, 'ign')], { FLUXSERVE_CACHE: join(root, 'cache') });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /prompt_strength is ignored/);
   });
 
   it('prints usage for an unknown command', () => {
