@@ -3,13 +3,8 @@
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import { encodeImage, type OutputFormat, pixelsToRgb } from '../../images/encode.js';
-import { loadModels } from '../../models/load.js';
-import { InputValidationError, getProfile, validateInput } from '../../predictor/index.js';
-import { ValidationError } from '../../sampling/errors.js';
-import { randomSeed } from '../../sampling/noise.js';
-import { resolveSize } from '../../sampling/sizes.js';
-import { txt2img } from '../../sampling/txt2img.js';
+import { InputValidationError } from '../../predictor/errors.js';
+import { Predictor } from '../../predictor/predictor.js';
 import { defaultBackend } from '../../tensor/registry.js';
 import { ensureTinyModel } from '../../tiny/generate.js';
 import { type FlagSpec, UsageError, flag, helpText, parseArgs } from '../args.js';
@@ -55,75 +50,29 @@ export async function predictCommand(argv: readonly string[], out: (s: string) =
     out(PREDICT_USAGE);
     return 0;
   }
-  const profileName = flag(args, 'profile') ?? 'trainer';
-  if (profileName !== 'trainer' && profileName !== 'hotswap') throw new UsageError(`--profile must be trainer or hotswap (got ${profileName})`);
-  const profile = getProfile(profileName);
-  let validated;
-  try {
-    validated = validateInput(profile, parseInputs(args.flags.get('input') ?? []));
-  } catch (e) {
-    if (e instanceof InputValidationError) throw new UsageError(e.body.detail.map((d) => d.msg).join('; '));
-    throw e;
-  }
-  const input = validated.input as unknown as Record<string, unknown>;
-  for (const w of validated.warnings) err(w);
-  if (validated.mode !== 'txt2img') throw new UsageError(`${validated.mode} is not implemented yet (only text-to-image)`);
-  for (const k of ['replicate_weights', 'extra_lora'] as const) {
-    if (input[k]) throw new UsageError(`${k}: LoRA loading is not implemented yet`);
-  }
-  let size;
-  try {
-    size = resolveSize({
-      aspectRatio: String(input['aspect_ratio']),
-      megapixels: input['megapixels'] === undefined ? undefined : String(input['megapixels']),
-      width: (input['width'] ?? undefined) as number | undefined,
-      height: (input['height'] ?? undefined) as number | undefined,
-    });
-  } catch (e) {
-    if (e instanceof ValidationError) throw new UsageError(e.message);
-    throw e;
-  }
+  const profile = flag(args, 'profile') ?? 'trainer';
+  if (profile !== 'trainer' && profile !== 'hotswap') throw new UsageError(`--profile must be trainer or hotswap (got ${profile})`);
+  const raw = parseInputs(args.flags.get('input') ?? []);
   const outDir = resolve(flag(args, 'output') ?? 'out');
-  const modelDir = flag(args, 'model') ?? ensureTinyModel();
-  const backend = defaultBackend();
-  const t0 = performance.now();
-  const models = loadModels(modelDir, backend);
+  const predictor = new Predictor({ modelDir: flag(args, 'model') ?? ensureTinyModel(), backend: defaultBackend(), profile });
   try {
-    const seed = typeof input['seed'] === 'number' ? input['seed'] : randomSeed();
-    const format = String(input['output_format']) as OutputFormat;
-    err(`Using seed: ${seed}`);
-    err(`Model: ${modelDir} (${models.layout} layout, ${models.variant}), backend ${backend.name}`);
-    if (input['model'] !== undefined && input['model'] !== models.variant) {
-      err(`model=${String(input['model'])} requested; the loaded model is ${models.variant} and serves it`);
+    predictor.setup(err);
+    let result;
+    try {
+      result = await predictor.predict(raw, { log: err });
+    } catch (e) {
+      if (e instanceof InputValidationError) throw new UsageError(e.body.detail.map((d) => d.msg).join('; '));
+      throw e;
     }
-    err(`Mode: ${validated.mode}, size ${size.width}x${size.height} (aspect_ratio ${String(input['aspect_ratio'])})`);
-    if (!input['disable_safety_checker']) err('The safety checker is not part of this build yet: outputs are not checked.');
-    const images = await txt2img(
-      models,
-      {
-        prompt: String(input['prompt']),
-        width: size.width,
-        height: size.height,
-        steps: input['num_inference_steps'] as number,
-        guidance: input['guidance_scale'] as number,
-        seed,
-        numOutputs: input['num_outputs'] as number,
-      },
-      {
-        log: err,
-        onStep: (p) => err(`step ${p.step}/${p.total} (${((p.step * 1000) / (performance.now() - t0)).toFixed(2)} it/s)`),
-      },
-    );
     mkdirSync(outDir, { recursive: true });
-    for (let i = 0; i < images.length; i++) {
-      const img = images[i]!;
-      const path = join(outDir, `out-${i}.${format}`);
-      writeFileSync(path, await encodeImage(pixelsToRgb(img.chw, img.height, img.width), format, input['output_quality'] as number));
+    for (const f of result.files) {
+      const path = join(outDir, f.name);
+      writeFileSync(path, f.data);
       out(path);
     }
-    err(`Done in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    err(`Done in ${result.predictTime.toFixed(2)} s`);
     return 0;
   } finally {
-    models.dispose();
+    predictor.dispose();
   }
 }
