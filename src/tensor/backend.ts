@@ -55,6 +55,13 @@ export interface Backend {
   zeros(dtype: DType, n: number): Storage;
   /** Copy `n` elements back to the host. */
   read(storage: Storage, dtype: DType, n: number): RawArray;
+  /**
+   * Overwrite elements [offsetElems, offsetElems + raw.length) of existing storage in place (LoRA
+   * fusing). Every tensor sharing the storage sees the new values; anything a backend derives from
+   * a parameter's contents (decoded or packed copies) must be updated or dropped. Never call it
+   * while an op that reads the storage may be running.
+   */
+  write(storage: Storage, dtype: DType, raw: RawArray, offsetElems: number): void;
   free(storage: Storage): void;
   /** Wait for queued work (no-op for synchronous backends). */
   synchronize(): void;
