@@ -2,12 +2,14 @@
 // and (later) the HTTP server and queue workers all go through this class, so validation, sizes,
 // seeds, logs and output encoding behave the same everywhere.
 
+import { type LatentMask, type Resample, decodeRgb, inputBytes, prepareMask, resizeRgb, rgbToChw } from '../images/decode.js';
 import { encodeImage, type OutputFormat, pixelsToRgb } from '../images/encode.js';
 import { type FluxModels, loadModels } from '../models/load.js';
+import { img2img, inpaint } from '../sampling/img2img.js';
 import { randomSeed } from '../sampling/noise.js';
 import { ValidationError } from '../sampling/errors.js';
-import { resolveSize } from '../sampling/sizes.js';
-import { txt2img } from '../sampling/txt2img.js';
+import { type ImageSizing, type Size, resolveSize, sizeFromImage } from '../sampling/sizes.js';
+import { type DecodedImage, txt2img } from '../sampling/txt2img.js';
 import type { Backend } from '../tensor/backend.js';
 import { InputValidationError } from './errors.js';
 import { type Profile, getProfile, type ProfileName } from './profiles.js';
@@ -65,55 +67,74 @@ export class Predictor {
     const log = cb.log ?? (() => {});
     const validated = validateInput(this.profile, raw);
     const input = validated.input as unknown as Record<string, unknown>;
-    if (validated.mode !== 'txt2img') {
-      throw new InputValidationError([{ loc: ['body', 'input', 'image'], msg: `image: ${validated.mode} is not implemented yet (only text-to-image)`, type: 'value_error' }]);
-    }
+    const mode = validated.mode;
     for (const k of ['replicate_weights', 'extra_lora'] as const) {
       if (input[k]) throw new InputValidationError([{ loc: ['body', 'input', k], msg: `${k}: LoRA loading is not implemented yet`, type: 'value_error' }]);
     }
-    let size;
+    const format = String(input['output_format']) as OutputFormat;
+    const t0 = performance.now();
+    let size: Size;
+    let source: { image: Float32Array; mask: LatentMask | undefined; width: number; height: number } | undefined;
     try {
-      size = resolveSize({
-        aspectRatio: String(input['aspect_ratio']),
-        megapixels: input['megapixels'] === undefined ? undefined : String(input['megapixels']),
-        width: (input['width'] ?? undefined) as number | undefined,
-        height: (input['height'] ?? undefined) as number | undefined,
-      });
+      if (mode === 'txt2img') {
+        size = resolveSize({
+          aspectRatio: String(input['aspect_ratio']),
+          megapixels: input['megapixels'] === undefined ? undefined : String(input['megapixels']),
+          width: (input['width'] ?? undefined) as number | undefined,
+          height: (input['height'] ?? undefined) as number | undefined,
+        });
+      } else {
+        // Input files are decoded before anything runs, so a bad file is a 422 like a bad number.
+        const rgb = await decodeRgb(inputBytes(input['image'] as string, 'image'), 'image');
+        size = sizeFromImage(rgb.width, rgb.height, this.imageSizing());
+        const resample = this.imageResample(format, input['output_quality'] as number);
+        const image = rgbToChw(await resizeRgb(rgb, size.width, size.height, resample));
+        const mask = mode === 'inpaint' ? await prepareMask(inputBytes(input['mask'] as string, 'mask'), size, 'mask') : undefined;
+        source = { image, mask, width: rgb.width, height: rgb.height };
+      }
     } catch (e) {
       if (e instanceof ValidationError) throw InputValidationError.fromFieldError(e);
       throw e;
     }
+    cb.signal?.throwIfAborted();
     for (const w of validated.warnings) log(w);
-    const t0 = performance.now();
     const seed = typeof input['seed'] === 'number' ? input['seed'] : randomSeed();
     log(`Using seed: ${seed}`);
     if (input['model'] !== undefined && input['model'] !== models.variant) {
       log(`model=${String(input['model'])} requested; the loaded model is ${models.variant} and serves it`);
     }
-    log(`Mode: ${validated.mode}; size ${size.width}x${size.height} (aspect_ratio ${String(input['aspect_ratio'])})`);
+    if (source) {
+      log(`Input image ${source.width}x${source.height} -> ${size.width}x${size.height} (${mode})`);
+    } else {
+      log(`Mode: ${mode}; size ${size.width}x${size.height} (aspect_ratio ${String(input['aspect_ratio'])})`);
+    }
     if (!input['disable_safety_checker']) log('The safety checker is not part of this build yet: outputs are not checked.');
-    const images = await txt2img(
-      models,
-      {
-        prompt: String(input['prompt']),
-        width: size.width,
-        height: size.height,
-        steps: input['num_inference_steps'] as number,
-        guidance: input['guidance_scale'] as number,
-        seed,
-        numOutputs: input['num_outputs'] as number,
+    const request = {
+      prompt: String(input['prompt']),
+      width: size.width,
+      height: size.height,
+      steps: input['num_inference_steps'] as number,
+      guidance: input['guidance_scale'] as number,
+      seed,
+      numOutputs: input['num_outputs'] as number,
+    };
+    const opts = {
+      log,
+      signal: cb.signal,
+      onStep: (p: { step: number; total: number }) => {
+        const itPerSec = (p.step * 1000) / (performance.now() - t0);
+        log(`step ${p.step}/${p.total} (${itPerSec.toFixed(2)} it/s)`);
+        cb.progress?.({ step: p.step, total: p.total, itPerSec });
       },
-      {
-        log,
-        signal: cb.signal,
-        onStep: (p) => {
-          const itPerSec = (p.step * 1000) / (performance.now() - t0);
-          log(`step ${p.step}/${p.total} (${itPerSec.toFixed(2)} it/s)`);
-          cb.progress?.({ step: p.step, total: p.total, itPerSec });
-        },
-      },
-    );
-    const format = String(input['output_format']) as OutputFormat;
+    };
+    let images: DecodedImage[];
+    if (!source) {
+      images = await txt2img(models, request, opts);
+    } else {
+      // Both profiles run img2img/inpainting on the diffusers engine (cog-flux-behaviour.md §0, §3.3).
+      const req = { ...request, image: source.image, strength: input['prompt_strength'] as number, startRule: 'diffusers' as const };
+      images = source.mask ? await inpaint(models, { ...req, mask: source.mask }, opts) : await img2img(models, req, opts);
+    }
     const files: PredictionFile[] = [];
     for (let i = 0; i < images.length; i++) {
       const img = images[i]!;
@@ -121,6 +142,24 @@ export class Predictor {
       files.push({ name: `out-${i}.${format}`, contentType: CONTENT_TYPES[format], data });
     }
     return { files, seed, predictTime: (performance.now() - t0) / 1000 };
+  }
+
+  /**
+   * How img2img/inpaint inputs are sized (cog-flux-behaviour.md §2.3): the trainer profile is
+   * replicate/flux-fine-tuner (no 1440 cap, round up to 16); hotswap is cog-flux's
+   * diffusers_predictor.py (the engine HotswapPredictor forces for images: 1440 cap, round up).
+   */
+  imageSizing(): ImageSizing {
+    return this.profile.name === 'trainer' ? 'fine-tuner' : 'cog-diffusers';
+  }
+
+  /**
+   * The input image's resampling filter (§2.3): hotswap always LANCZOS; the fine-tuner LANCZOS
+   * when `output_quality == 100 or output_format == "png"`, else BICUBIC.
+   */
+  imageResample(format: OutputFormat, quality: number): Resample {
+    if (this.profile.name !== 'trainer') return 'lanczos';
+    return quality === 100 || format === 'png' ? 'lanczos' : 'bicubic';
   }
 
   dispose(): void {

@@ -30,12 +30,23 @@ export interface DenoiseProgress {
   total: number;
   t_curr: number;
   t_prev: number;
+  /**
+   * The latents after this step (after `afterStep`), [B, L_img, 64]. Borrowed: valid only during
+   * the callback; read it, do not keep or dispose it.
+   */
+  latents: Tensor;
 }
 
 export interface DenoiseOptions {
   onStep?: (p: DenoiseProgress) => void;
   /** Checked before every step; an abort rejects with the signal's reason. */
   signal?: AbortSignal | undefined;
+  /**
+   * Runs synchronously after the Euler update of step `i` (0-based), inside that step's tidy(),
+   * and returns the latents to continue from: its argument, or a new tensor made from it
+   * (inpainting blends the re-noised original back here). Intermediates it creates are freed.
+   */
+  afterStep?: ((img: Tensor, i: number) => Tensor) | undefined;
 }
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -66,11 +77,13 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
       const dt = Math.fround(t_prev - t_curr); // the Python float enters the op as an fp32 scalar
       const next = tidy(() => {
         const pred = model.forward(img, inp.img_ids, inp.txt, inp.txt_ids, t_vec, inp.vec, guidance, { pe }); // [B, Li, 64]
-        return add(img, affine(pred, dt)); // [B, Li, 64]
+        const stepped = add(img, affine(pred, dt)); // [B, Li, 64]
+        return opts.afterStep ? opts.afterStep(stepped, i) : stepped;
       });
+      if (next === img || next === inp.img) throw new Error('denoise: afterStep must return its argument or a new tensor');
       if (img !== inp.img) img.dispose();
       img = next;
-      opts.onStep?.({ step: i + 1, total: ts.length - 1, t_curr, t_prev });
+      opts.onStep?.({ step: i + 1, total: ts.length - 1, t_curr, t_prev, latents: img });
       if (i < ts.length - 2) await nextTick();
     }
   } catch (e) {

@@ -132,10 +132,16 @@ export interface Img2ImgStart {
  *   prompt_strength = 0 gives t_idx = N: timesteps = [0.0], no step runs (VAE round trip).
  * 'diffusers' (FluxImg2ImgPipeline.get_timesteps, used by the hotswap engine; flux-spec §3.7):
  *     init_timestep = min(N * strength, N); t_start = int(max(N - init_timestep, 0))
- *   and it refuses to run with fewer than 1 step (we throw a RangeError then).
+ *   and it refuses to run with fewer than 1 step (we throw a RangeError then, unless
+ *   `opts.allowNoSteps`: then no step runs, as with 'cog-bfl').
  * The two differ only where the double rounding of (1-s)·N vs N - N·s crosses an integer.
  */
-export function img2imgStart(sigmas: Float32Array, strength: number, rule: Img2ImgRule = 'cog-bfl'): Img2ImgStart {
+export function img2imgStart(
+  sigmas: Float32Array,
+  strength: number,
+  rule: Img2ImgRule = 'cog-bfl',
+  opts: { allowNoSteps?: boolean } = {},
+): Img2ImgStart {
   const n = sigmas.length - 1;
   if (n < 1) throw new RangeError('img2imgStart: the schedule must have at least one step');
   if (!(strength >= 0 && strength <= 1)) throw new RangeError(`prompt_strength must be in [0, 1], got ${strength}`);
@@ -145,7 +151,7 @@ export function img2imgStart(sigmas: Float32Array, strength: number, rule: Img2I
   } else {
     const initTimestep = Math.min(n * strength, n);
     startIndex = Math.trunc(Math.max(n - initTimestep, 0));
-    if (n - startIndex < 1) {
+    if (n - startIndex < 1 && !opts.allowNoSteps) {
       throw new RangeError(
         `After adjusting the num_inference_steps by strength parameter: ${strength}, the number of pipeline` +
           `steps is ${n - startIndex} which is < 1 and not appropriate for this pipeline.`,

@@ -77,9 +77,17 @@ export async function txt2img(models: FluxModels, req: Txt2ImgRequest, opts: Txt
   ); // [B, Li, 64]
   opts.signal?.throwIfAborted();
 
+  return decodeLatents(models, latents, width, height);
+}
+
+/** Packed latents [B, L_img, 64] -> unpack -> VAE decode -> one [3, H, W] image per batch row. */
+export function decodeLatents(models: FluxModels, latents: Tensor, width: number, height: number): DecodedImage[] {
+  const B = latents.shape[0]!;
+  const h = height / 8;
+  const w = width / 8;
   const z = unpack(latents.toFloat32(), B, 16, h, w); // [B, 16, h, w]
   const pixels = tidy(() => {
-    const zt = fromArray(be, [B, 16, h, w], z, 'f32'); // the VAE runs on f32 latents (BFL: unpack(x.float()))
+    const zt = fromArray(models.flux.backend, [B, 16, h, w], z, 'f32'); // the VAE runs on f32 latents (BFL: unpack(x.float()))
     return models.ae.decode(zt).toFloat32(); // [B, 3, H, W]
   });
   const plane = 3 * width * height;
