@@ -4,7 +4,9 @@
 import { UsageError } from './args.js';
 import { predictCommand } from './commands/predict.js';
 import { debugCommand } from './commands/debug.js';
+import { loraCommand } from './commands/lora.js';
 import { schemaCliCommand } from './commands/schema.js';
+import { serveCommand } from './commands/serve.js';
 import { tinyCommand } from './commands/tiny.js';
 
 const USAGE = `usage: fluxserve <command> [options]
@@ -12,8 +14,11 @@ const USAGE = `usage: fluxserve <command> [options]
 commands:
   predict -i key=value ... [-o DIR] [--model DIR]   run one prediction (trainer or hotswap inputs), print the output paths
   schema [--profile trainer|hotswap]                print the profile's OpenAPI document (Cog layout)
+  serve [--port N] [--model DIR] [--token T]        run the prediction server (Cog API at /, Replicate API at /v1)
   tiny [--out DIR]                                  write the built-in tiny model, print its folder
   debug reference-check DIR                         check the model code against a BFL fixture folder
+  lora merge --base F --lora F[:S] ... --out F      fuse LoRAs into a base transformer checkpoint
+  lora inspect FILE [--base F]                      describe a LoRA file (format, rank, modules)
 
 Run 'fluxserve <command> --help' for a command's options.
 `;
@@ -25,6 +30,8 @@ const COMMANDS: Record<string, Command> = {
   tiny: tinyCommand,
   debug: debugCommand,
   schema: schemaCliCommand,
+  serve: serveCommand,
+  lora: loraCommand,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -1,0 +1,74 @@
+// `fluxserve serve [--port N] [--host H] [--profile trainer|hotswap] [--model DIR] [--token T]`:
+// the prediction server (Cog API at /, Replicate API at /v1) on one loaded model; the built-in tiny
+// model when no --model is given. PORT env sets the default port (5000, as Cog).
+
+import { basename, resolve } from 'node:path';
+import { Predictor } from '../../predictor/predictor.js';
+import { buildServer } from '../../server/app.js';
+import { defaultBackend } from '../../tensor/registry.js';
+import { ensureTinyModel } from '../../tiny/generate.js';
+import { type FlagSpec, UsageError, flag, helpText, parseArgs } from '../args.js';
+
+const FLAGS: FlagSpec[] = [
+  { name: 'port', kind: 'string', help: 'port to listen on (default: $PORT, else 5000)' },
+  { name: 'host', kind: 'string', help: 'address to bind (default 0.0.0.0)' },
+  { name: 'profile', short: 'p', kind: 'string', help: 'input profile: trainer (default) or hotswap' },
+  { name: 'model', short: 'm', kind: 'string', help: 'model folder (diffusers or BFL layout); default: the built-in tiny model' },
+  { name: 'name', kind: 'string', help: 'owner/name the /v1 API serves the model as (default fluxserve/tiny, or local/<folder>)' },
+  { name: 'token', kind: 'string', help: 'require Authorization: Bearer TOKEN on /v1 (default: $FLUXSERVE_API_TOKEN, else open)' },
+  { name: 'public-url', kind: 'string', help: 'absolute URL clients reach the server at; /v1 outputs become URLs under it' },
+  { name: 'concurrency', kind: 'string', help: 'predictions at once (default 1)' },
+  { name: 'max-queue', kind: 'string', help: '/v1 predictions that may wait for a slot (default 64)' },
+  { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
+];
+
+export const SERVE_USAGE = helpText('usage: fluxserve serve [--port N] [--host H] [--profile trainer|hotswap] [--model DIR] [--token T]', FLAGS);
+
+function intFlag(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got ${v})`);
+  return Number(v);
+}
+
+export async function serveCommand(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const args = parseArgs(argv, FLAGS);
+  if (args.bools.has('help')) {
+    out(SERVE_USAGE);
+    return 0;
+  }
+  if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+  const envPort = process.env['PORT'];
+  const port = intFlag(flag(args, 'port') ?? (envPort || undefined), 'port', 0, 65535) ?? 5000;
+  const host = flag(args, 'host') ?? '0.0.0.0';
+  const profile = flag(args, 'profile') ?? 'trainer';
+  if (profile !== 'trainer' && profile !== 'hotswap') throw new UsageError(`--profile must be trainer or hotswap (got ${profile})`);
+  const modelFlag = flag(args, 'model');
+  const modelDir = modelFlag ? resolve(modelFlag) : ensureTinyModel();
+  const name = flag(args, 'name') ?? (modelFlag ? `local/${basename(modelDir).replace(/[^A-Za-z0-9._-]/g, '-') || 'model'}` : 'fluxserve/tiny');
+  const token = flag(args, 'token') ?? (process.env['FLUXSERVE_API_TOKEN'] || undefined);
+  const concurrency = intFlag(flag(args, 'concurrency'), 'concurrency', 1, 64);
+  const maxQueue = intFlag(flag(args, 'max-queue'), 'max-queue', 0, 100_000);
+
+  const predictor = new Predictor({ modelDir, backend: defaultBackend(), profile });
+  let stopped!: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  const app = buildServer({
+    predictor,
+    models: [{ name }],
+    auth: token,
+    publicBaseUrl: flag(args, 'public-url'),
+    webhookAuthToken: process.env['WEBHOOK_AUTH_TOKEN'] || undefined,
+    ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(maxQueue !== undefined ? { maxQueue } : {}),
+    logger: { level: process.env['FLUXSERVE_LOG_LEVEL'] ?? 'info' },
+  });
+  app.addHook('onClose', async () => stopped());
+  const stop = () => void app.close();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const address = await app.listen({ port, host });
+  err(`fluxserve: serving ${name} (${profile} inputs, ${modelFlag ? modelDir : 'built-in tiny model'}) at ${address}${token ? ' (/v1 requires a bearer token)' : ''}`);
+  await done;
+  predictor.dispose();
+  return 0;
+}
