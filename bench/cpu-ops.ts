@@ -4,6 +4,8 @@
 //
 //   npx tsc -p . && node dist/bench/cpu-ops.js [--quick]
 
+import { loadavg } from 'node:os';
+
 import { configureCpuPool, cpuBackend as be, cpuPoolInfo, shutdownCpuPool } from '../src/tensor/cpu/index.js';
 import type { DType } from '../src/tensor/dtype.js';
 import { attention, conv2d, fromArray, linear } from '../src/tensor/ops.js';
@@ -54,18 +56,22 @@ function attentionCase(L: number, H: number, D: number, dtype: DType = 'f32'): C
   return { name: `attention B1 H${H} L${L} D${D} ${dtype}`, flops: 4 * H * L * L * D, run: () => attention(q, k, v) };
 }
 
-/** Median seconds per run (at least `minRuns`, about `budget` seconds in all). */
+/**
+ * Best wall-clock seconds per run over about `budget` seconds (at least 3 runs): the minimum is
+ * the least disturbed by other processes on a shared machine.
+ */
 function time(c: Case, budget: number): number {
   c.run().dispose(); // warm-up (JIT, pool start, weight decode cache)
-  const times: number[] = [];
+  let best = Infinity;
+  let runs = 0;
   const start = performance.now();
-  while (times.length < 3 || (performance.now() - start < budget * 1000 && times.length < 50)) {
+  while (runs < 3 || (performance.now() - start < budget * 1000 && runs < 50)) {
     const t0 = performance.now();
     c.run().dispose();
-    times.push((performance.now() - t0) / 1000);
+    best = Math.min(best, (performance.now() - t0) / 1000);
+    runs++;
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return best;
 }
 
 const cases: Case[] = [
@@ -88,6 +94,7 @@ const cases: Case[] = [
 ];
 
 const threads = cpuPoolInfo().threads;
+const load0 = loadavg()[0]!;
 const budget = quick ? 0.3 : 1;
 const rows: string[][] = [['op', 'GFLOP', `1 thread ms`, '1 thread GFLOP/s', `${threads} threads ms`, `${threads} threads GFLOP/s`, 'speedup']];
 for (const c of cases) {
@@ -106,7 +113,7 @@ for (const c of cases) {
   ]);
 }
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-console.log(`cpu backend, node ${process.version}, pool threads ${threads} (FLUXSERVE_CPU_THREADS to change)`);
+console.log(`cpu backend, node ${process.version}, pool threads ${threads} (FLUXSERVE_CPU_THREADS to change), best of runs, 1-min load average ${load0.toFixed(2)} at start`);
 for (const [i, r] of rows.entries()) {
   console.log(r.map((v, j) => (j === 0 ? v.padEnd(widths[j]!) : v.padStart(widths[j]!))).join('  '));
   if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));

@@ -140,7 +140,7 @@ export function matmul(a: Tensor, b: Tensor, opts: { transB?: boolean } = {}): T
 /**
  * softmax(q·kᵀ·scale + bias [+ causal mask]) · v. q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv];
  * bias broadcastable [B|1, H|1, Lq, Lk]. Scores and softmax in fp32; output rounded once, returned
- * with heads merged: [B, Lq, H*Dv].
+ * with heads merged: [B, Lq, H*Dv]. A query row whose keys are all masked (-inf) gets 0, not NaN.
  */
 export function attention(
   q: Tensor,
@@ -205,7 +205,10 @@ export function rmsNorm(x: Tensor, weight: Tensor | undefined, eps: number): Ten
   return wrap(be, out, be.rmsNorm(out, x, weight, eps));
 }
 
-/** GroupNorm on [B, C, ...spatial] with affine weight/bias [C], fp32 statistics, optional fused SiLU. */
+/**
+ * GroupNorm on [B, C, ...spatial] with affine weight/bias [C], fp32 statistics, optional fused SiLU
+ * (two roundings with SiLU: the norm's output, then the activation's, as two PyTorch ops).
+ */
 export function groupNorm(
   x: Tensor,
   opts: { groups: number; weight: Tensor; bias: Tensor; eps: number; act?: 'none' | 'silu' },

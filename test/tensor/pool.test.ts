@@ -7,7 +7,8 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { configureCpuPool, cpuBackend as be, cpuPoolInfo, shutdownCpuPool } from '../../src/tensor/cpu/index.js';
-import { attention, conv2d, linear, matmul } from '../../src/tensor/ops.js';
+import { affine, attention, conv2d, linear, matmul } from '../../src/tensor/ops.js';
+import { CpuStorage } from '../../src/tensor/cpu/storage.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/backends.js';
 
@@ -49,6 +50,8 @@ describe('cpu worker pool', () => {
       check('conv2d 3x3', () => conv2d(img, randomTensor(be, [6, 5, 3, 3], 9).t, { padding: 1 }));
       check('conv2d stride 2', () => conv2d(img, randomTensor(be, [6, 5, 3, 3], 10).t, { stride: 2, padding: [0, 1, 0, 1] }));
       check('conv2d 1x1', () => conv2d(img, randomTensor(be, [7, 5, 1, 1], 11).t));
+      const plainImg = affine(img, 1, 0.5); // an op output: staged through the shared arena
+      check('conv2d on an op output', () => conv2d(plainImg, randomTensor(be, [6, 5, 3, 3], 9).t, { padding: 1 }));
       const q = randomTensor(be, [2, 2, 45, 8], 12).t;
       const k = randomTensor(be, [2, 2, 45, 8], 13).t;
       const v = randomTensor(be, [2, 2, 45, 6], 14).t;
@@ -59,6 +62,15 @@ describe('cpu worker pool', () => {
       assert.equal(cpuPoolInfo().disabled, null);
     });
   }
+
+  it('keeps op outputs on ordinary ArrayBuffers (SharedArrayBuffers do not count as GC pressure)', () => {
+    configureCpuPool({ threads: 2, minFlopsPerThread: 0 });
+    const x = randomTensor(be, [16, 16], 20).t;
+    for (const y of [linear(x, x), affine(x, 2), conv2d(x.view([1, 1, 16, 16]), x.view([16, 1, 4, 4]))]) {
+      const s = y.storage as CpuStorage;
+      assert.ok(!(s.data.buffer instanceof SharedArrayBuffer), 'op output on a SharedArrayBuffer');
+    }
+  });
 
   const cpuIndex = fileURLToPath(new URL('../../src/tensor/cpu/index.js', import.meta.url));
   const opsIndex = fileURLToPath(new URL('../../src/tensor/ops.js', import.meta.url));

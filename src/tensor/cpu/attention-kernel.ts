@@ -3,6 +3,7 @@
 // softmax in float32/float64 (exp(s − max), sum), then (p·v) / sum with v pre-transposed to
 // [B, H, Dv, Lk] so the second product is a gemmNT too. Only one block of scores is live.
 
+import { C1, C2, C3, C4, C5, C6, C7, C8, EXP_MIN, LOG2E, POW2 } from './fastexp.js';
 import { type F32, gemmNT } from './gemm.js';
 import { scratch } from './scratch.js';
 
@@ -71,7 +72,17 @@ function block(t: AttentionTask, b: number, h: number, i0: number, i1: number): 
       S.fill(0, s0, s0 + nk);
     } else {
       for (let j = 0; j < lim; j++) {
-        const e = Math.exp(S[s0 + j]! - max);
+        // exp(S − max), inlined expNonPositive (fastexp.ts)
+        const x = S[s0 + j]! - max;
+        let e = 0;
+        if (x >= EXP_MIN) {
+          const t = x * LOG2E;
+          const n = Math.floor(t + 0.5);
+          const r = t - n;
+          e = (1 + r * (C1 + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * (C6 + r * (C7 + r * C8)))))))) * POW2[n + 160]!;
+        } else if (x !== x) {
+          e = NaN;
+        }
         S[s0 + j] = e;
         sum += e;
       }

@@ -5,14 +5,14 @@ import type { AttentionArgs, OutSpec, Storage } from '../backend.js';
 import type { Tensor } from '../tensor.js';
 import type { AttentionTask } from './attention-kernel.js';
 import { parallelFor } from './pool.js';
-import { encodeOut, f32Of, sharedF32 } from './storage.js';
+import { encodeOut, f32Of, newF32 } from './storage.js';
 
 export function attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs): Storage {
   const [B, H, Lq, D] = q.shape as [number, number, number, number];
   const Lk = k.shape[2]!;
   const Dv = v.shape[3]!;
   const vf = f32Of(v); // [B, H, Lk, Dv]
-  const vt = sharedF32(B * H * Dv * Lk); // [B, H, Dv, Lk]
+  const vt = newF32(B * H * Dv * Lk); // [B, H, Dv, Lk]
   for (let bh = 0; bh < B * H; bh++) {
     const src = bh * Lk * Dv;
     const dst = bh * Dv * Lk;
@@ -25,7 +25,7 @@ export function attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: A
     k: f32Of(k), // [B, H, Lk, D]
     vt,
     bias: bias ? f32Of(bias) : null, // [B|1, H|1, Lq, Lk]
-    out: sharedF32(B * Lq * H * Dv), // [B, Lq, H*Dv]
+    out: newF32(B * Lq * H * Dv), // [B, Lq, H*Dv]
     B, H, Lq, Lk, D, Dv,
     scale: args.scale,
     causal: args.causal,

@@ -1,8 +1,9 @@
-// Convolution kernel over a range of output rows: im2col into a per-thread buffer ([P, K], one
-// row per output pixel, K = C·kh·kw) and a gemmNT with the weights [O, K]. 1x1 stride-1
-// unpadded convolutions skip im2col and multiply the input planes directly (gemmNN).
+// Convolution kernel over a range of output rows: im2col into a per-thread buffer laid out
+// [K, P] (K = C·kh·kw patch entries, P = pixels of a chunk of output rows: each row of the
+// buffer is a shifted copy of an input row, so it is built with block copies) and a gemmNN with
+// the weights [O, K]. 1x1 stride-1 unpadded convolutions multiply the input planes directly.
 
-import { type F32, gemmNN, gemmNT } from './gemm.js';
+import { type F32, gemmNN } from './gemm.js';
 import { scratch } from './scratch.js';
 
 export interface ConvTask {
@@ -16,66 +17,82 @@ export interface ConvTask {
   Ho: number; Wo: number;
 }
 
-/** Floats of im2col buffer per chunk (1 MiB: stays in L2 next to the weights). */
-const COL_BUDGET = 1 << 18;
+/** Floats of im2col buffer per chunk (256 KiB: stays in L2 next to the weights). */
+const COL_BUDGET = 1 << 16;
 
 /** Compute output rows [u0, u1) of the flattened (batch, output row) range. */
 export function convRows(t: ConvTask, u0: number, u1: number): void {
   const { Ho, Wo, O } = t;
   const K = t.C * t.kh * t.kw;
-  const pointwise = t.kh === 1 && t.kw === 1 && t.sh === 1 && t.sw === 1 && t.pt === 0 && t.pl === 0 && t.Ho === t.H && t.Wo === t.W;
+  const pointwise = t.kh === 1 && t.kw === 1 && t.sh === 1 && t.sw === 1 && t.pt === 0 && t.pl === 0 && Ho === t.H && Wo === t.W;
+  // The GEMM's 4-row blocks: pad the output channels to a multiple of 4 with zero weights (the
+  // 3-channel conv_out would otherwise run entirely in the slow single-row path).
+  const O4 = O % 4 === 0 || O > 32 ? O : O + 4 - (O % 4);
+  const w = O4 === O ? t.w : paddedRows(t.w, O, O4, K);
   let u = u0;
   while (u < u1) {
     const b = Math.floor(u / Ho);
     const oy0 = u - b * Ho;
     const rowsLeft = Math.min(u1 - u, Ho - oy0);
-    const cOff = b * O * Ho * Wo + oy0 * Wo;
-    if (pointwise) {
-      // out[b, o, p] = Σ_c w[o, c] · x[b, c, p] for p over these rows
-      const P = rowsLeft * Wo;
-      gemmNN(t.w, 0, K, t.x, b * t.C * t.H * t.W + oy0 * Wo, t.H * t.W, t.out, cOff, Ho * Wo, O, P, K);
-      u += rowsLeft;
-      continue;
-    }
-    const rows = Math.max(1, Math.min(rowsLeft, Math.floor(COL_BUDGET / Math.max(1, Wo * K))));
+    const rows = pointwise ? rowsLeft : Math.max(1, Math.min(rowsLeft, Math.floor(COL_BUDGET / Math.max(1, Wo * K))));
     const P = rows * Wo;
-    const col = scratch(0, P * K);
-    im2col(t, b, oy0, rows, col);
-    gemmNT(t.w, 0, K, col, 0, K, t.out, cOff, Ho * Wo, O, P, K);
+    let B: F32, bOff: number, ldb: number;
+    if (pointwise) {
+      [B, bOff, ldb] = [t.x, b * t.C * t.H * t.W + oy0 * Wo, t.H * t.W]; // x[b] as [C, H·W]
+    } else {
+      B = scratch(0, K * P);
+      [bOff, ldb] = [0, P];
+      im2col(t, b, oy0, rows, B);
+    }
+    const cOff = b * O * Ho * Wo + oy0 * Wo;
+    if (O4 === O) {
+      gemmNN(w, 0, K, B, bOff, ldb, t.out, cOff, Ho * Wo, O, P, K);
+    } else {
+      const tmp = scratch(4, O4 * P);
+      gemmNN(w, 0, K, B, bOff, ldb, tmp, 0, P, O4, P, K);
+      for (let o = 0; o < O; o++) t.out.set(tmp.subarray(o * P, (o + 1) * P), cOff + o * Ho * Wo);
+    }
     u += rows;
   }
 }
 
-/** col[p, (c·kh + i)·kw + j] = x[b, c, oy·sh − pt + i, ox·sw − pl + j] (0 outside the image). */
+function paddedRows(w: F32, O: number, O4: number, K: number): F32 {
+  const p = scratch(5, O4 * K);
+  p.set(w.subarray(0, O * K));
+  p.fill(0, O * K, O4 * K);
+  return p;
+}
+
+/**
+ * col[(c·kh + i)·kw + j, r·Wo + ox] = x[b, c, (oy0 + r)·sh − pt + i, ox·sw − pl + j], 0 outside.
+ */
 function im2col(t: ConvTask, b: number, oy0: number, rows: number, col: F32): void {
   const { C, H, W, kh, kw, sh, sw, pt, pl, Wo } = t;
   const x = t.x;
-  const K = C * kh * kw;
-  const xb = b * C * H * W;
-  let p = 0;
-  for (let r = 0; r < rows; r++) {
-    const iy0 = (oy0 + r) * sh - pt;
-    for (let ox = 0; ox < Wo; ox++, p++) {
-      const ix0 = ox * sw - pl;
-      let q = p * K;
-      const interior = ix0 >= 0 && ix0 + kw <= W;
-      for (let c = 0; c < C; c++) {
-        const xc = xb + c * H * W;
-        for (let i = 0; i < kh; i++) {
-          const iy = iy0 + i;
+  const P = rows * Wo;
+  let k = 0;
+  for (let c = 0; c < C; c++) {
+    const xc = (b * C + c) * H * W;
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++, k++) {
+        // output columns whose input column ox·sw − pl + j lies inside [0, W)
+        const lo = Math.min(Wo, Math.max(0, Math.ceil((pl - j) / sw)));
+        const hi = Math.max(lo, Math.min(Wo, Math.floor((W - 1 + pl - j) / sw) + 1));
+        for (let r = 0; r < rows; r++) {
+          const o = k * P + r * Wo;
+          const iy = (oy0 + r) * sh - pt + i;
           if (iy < 0 || iy >= H) {
-            for (let j = 0; j < kw; j++) col[q++] = 0;
+            col.fill(0, o, o + Wo);
             continue;
           }
-          const xr = xc + iy * W + ix0;
-          if (interior) {
-            for (let j = 0; j < kw; j++) col[q++] = x[xr + j]!;
+          if (lo > 0) col.fill(0, o, o + lo);
+          const xr = xc + iy * W + j - pl;
+          if (sw === 1) {
+            col.set(x.subarray(xr + lo, xr + hi), o + lo);
           } else {
-            for (let j = 0; j < kw; j++) {
-              const ix = ix0 + j;
-              col[q++] = ix >= 0 && ix < W ? x[xr + j]! : 0;
-            }
+            for (let ox = lo; ox < hi; ox++) col[o + ox] = x[xr + ox * sw]!;
           }
+          if (hi < Wo) col.fill(0, o + hi, o + Wo);
         }
       }
     }

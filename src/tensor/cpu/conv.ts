@@ -5,7 +5,7 @@ import type { Conv2dArgs, OutSpec, Storage } from '../backend.js';
 import type { Tensor } from '../tensor.js';
 import type { ConvTask } from './conv-kernel.js';
 import { parallelFor } from './pool.js';
-import { encodeOut, f32Of, optParamF32, paramF32, sharedF32 } from './storage.js';
+import { encodeOut, f32Of, optParamF32, paramF32, newF32 } from './storage.js';
 
 export function conv2d(out: OutSpec, x: Tensor, w: Tensor, args: Conv2dArgs): Storage {
   const [B, C, H, W] = x.shape as [number, number, number, number];
@@ -15,7 +15,7 @@ export function conv2d(out: OutSpec, x: Tensor, w: Tensor, args: Conv2dArgs): St
     kind: 'conv',
     x: f32Of(x), // [B, C, H, W]
     w: paramF32(w), // [O, C·kh·kw]
-    out: sharedF32(B * O * Ho * Wo), // [B, O, Ho, Wo]
+    out: newF32(B * O * Ho * Wo), // [B, O, Ho, Wo]
     B, C, H, W, O, kh, kw,
     sh: args.stride[0], sw: args.stride[1],
     pt: args.padding[0], pl: args.padding[2],

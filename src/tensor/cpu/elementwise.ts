@@ -6,7 +6,7 @@ import { roundToDtypeInPlace } from '../dtype.js';
 import type { Shape, Tensor } from '../tensor.js';
 import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
-import { encodeOut, f32Of, sharedF32 } from './storage.js';
+import { encodeOut, f32Of, newF32 } from './storage.js';
 
 /** Strides of `shape` broadcast to `outShape` (0 along broadcast dims), right-aligned. */
 function broadcastStrides(shape: Shape, outShape: Shape): number[] {
@@ -53,7 +53,7 @@ const OPS: Record<BinaryOp, (a: number, b: number) => number> = {
 export function binary(out: OutSpec, op: BinaryOp, a: Tensor, b: Tensor): Storage {
   const af = f32Of(a);
   const bf = f32Of(b);
-  const y = sharedF32(out.shape.reduce((p, d) => p * d, 1));
+  const y = newF32(out.shape.reduce((p, d) => p * d, 1));
   if (y.length === 0) return encodeOut(out, y);
   const { dims, sa, sb } = collapse(out.shape, broadcastStrides(a.shape, out.shape), broadcastStrides(b.shape, out.shape));
   const f = OPS[op];
@@ -91,7 +91,7 @@ export function binary(out: OutSpec, op: BinaryOp, a: Tensor, b: Tensor): Storag
 
 export function affine(out: OutSpec, x: Tensor, mul: number, add: number): Storage {
   const xf = f32Of(x);
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   y.set(xf);
   if (mul !== 1) {
     for (let i = 0; i < y.length; i++) y[i] = y[i]! * mul;
@@ -103,7 +103,7 @@ export function affine(out: OutSpec, x: Tensor, mul: number, add: number): Stora
 
 export function activation(out: OutSpec, x: Tensor, act: Activation): Storage {
   const xf = f32Of(x);
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   applyActivation(act, xf, y);
   return encodeOut(out, y);
 }
@@ -111,7 +111,7 @@ export function activation(out: OutSpec, x: Tensor, act: Activation): Storage {
 export function softmax(out: OutSpec, x: Tensor): Storage {
   const D = x.shape[x.shape.length - 1] ?? 1;
   const xf = f32Of(x);
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   const rows = D > 0 ? xf.length / D : 0;
   for (let r = 0; r < rows; r++) softmaxRow(xf, y, r * D, D);
   return encodeOut(out, y);
@@ -135,7 +135,7 @@ export function rope(out: OutSpec, x: Tensor, pe: Tensor): Storage {
   const xf = f32Of(x); // [B, H, L, D]
   const p = f32Of(pe); // [B|1, L, D/2, 2, 2]
   const peBatch = pe.shape[0] === 1 ? 0 : L * D * 2;
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       for (let l = 0; l < L; l++) {

@@ -4,7 +4,7 @@
 // split across a worker pool (pool.ts).
 
 import type { Backend, Storage } from '../backend.js';
-import { type DType, type RawArray, allocRaw, dtypeSize } from '../dtype.js';
+import { type DType, type RawArray, allocRaw, dtypeSize, rawToF32 } from '../dtype.js';
 import { attention } from './attention.js';
 import { conv2d } from './conv.js';
 import { activation, affine, binary, rope, softmax } from './elementwise.js';
@@ -44,6 +44,19 @@ export const cpuBackend: Backend = {
     const out = allocRaw(dtype, n);
     bitsOf(out).set(bitsOf(s.data).subarray(0, n));
     return out;
+  },
+
+  write(storage: Storage, dtype: DType, raw: RawArray, offsetElems: number): void {
+    const s = asCpu(storage);
+    if (s.dtype !== dtype) throw new Error(`cpu write: storage holds ${s.dtype}, asked to write ${dtype}`);
+    if (raw.BYTES_PER_ELEMENT !== dtypeSize(dtype)) throw new Error(`cpu write: a ${raw.constructor.name} cannot hold ${dtype} elements`);
+    const n = s.data.length;
+    if (!Number.isInteger(offsetElems) || offsetElems < 0 || offsetElems + raw.length > n) {
+      throw new Error(`cpu write: elements [${offsetElems}, ${offsetElems + raw.length}) are outside a storage of ${n}`);
+    }
+    bitsOf(s.data).set(bitsOf(raw), offsetElems);
+    // keep the cached float32 decode of a parameter (storage.ts paramF32) in step
+    if (s.decoded) rawToF32(dtype, raw, s.decoded.subarray(offsetElems, offsetElems + raw.length));
   },
 
   free(storage: Storage): void {

@@ -2,10 +2,10 @@
 // float32 and encodes with one rounding.
 
 import type { OutSpec, Storage } from '../backend.js';
-import { f32ToRaw } from '../dtype.js';
+import { allocRaw, f32ToRaw } from '../dtype.js';
 import { OpError } from '../ops.js';
 import { type Tensor, numel } from '../tensor.js';
-import { type BitsArray, CpuStorage, allocBits, allocShared, bitsOf, f32Of, rawOf } from './storage.js';
+import { type BitsArray, CpuStorage, allocBits, bitsOf, f32Of, rawOf } from './storage.js';
 
 function bits(t: Tensor): BitsArray {
   return bitsOf(rawOf(t));
@@ -116,7 +116,7 @@ export function cast(out: OutSpec, x: Tensor): Storage {
     y.set(bits(x));
     return storage;
   }
-  const raw = allocShared(out.dtype, x.size);
+  const raw = allocRaw(out.dtype, x.size);
   f32ToRaw(out.dtype, f32Of(x), raw);
   return new CpuStorage(out.dtype, raw);
 }

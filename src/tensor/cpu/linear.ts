@@ -8,7 +8,7 @@ import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
 import type { GemmTask } from './gemm-task.js';
 import { parallelFor, poolInfo } from './pool.js';
-import { encodeOut, f32Of, optParamF32, paramF32, sharedF32 } from './storage.js';
+import { encodeOut, f32Of, optParamF32, paramF32, newF32 } from './storage.js';
 
 /** Run a batched GEMM task over the pool, by rows unless there are too few rows to share. */
 export function runGemm(t: Omit<GemmTask, 'kind' | 'split'>): void {
@@ -25,7 +25,7 @@ export function linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): St
   const N = w.shape[0]!;
   const xf = f32Of(x); // [M, K]
   const wf = paramF32(w); // [N, K]
-  const y = sharedF32(M * N); // [M, N]
+  const y = newF32(M * N); // [M, N]
   runGemm({ nn: false, A: xf, aOff: 0, lda: K, strideA: 0, B: wf, bOff: 0, ldb: K, strideB: 0, C: y, cOff: 0, ldc: N, strideC: 0, batch: 1, M, N, K });
   const bias = optParamF32(args.bias); // [N]
   epilogue(y, M, N, args.weightScale, bias);
@@ -51,7 +51,7 @@ export function matmul(out: OutSpec, a: Tensor, b: Tensor, transB: boolean): Sto
   const batch = numel(a.shape.slice(0, -2));
   const af = f32Of(a); // [batch, M, K]
   const bf = f32Of(b); // [batch|-, K, N] or [batch|-, N, K]
-  const y = sharedF32(batch * M * N); // [batch, M, N]
+  const y = newF32(batch * M * N); // [batch, M, N]
   runGemm({
     nn: !transB,
     A: af, aOff: 0, lda: K, strideA: M * K,

@@ -6,7 +6,7 @@ import { type DType, roundToDtypeInPlace } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
-import { encodeOut, f32Of, optParamF32, paramF32, sharedF32 } from './storage.js';
+import { encodeOut, f32Of, optParamF32, paramF32, newF32 } from './storage.js';
 
 /** mean and 1/sqrt(var + eps) of x[off, off + n). */
 function stats(x: F32, off: number, n: number, eps: number): [number, number] {
@@ -36,7 +36,7 @@ export function layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, b
   const xf = f32Of(x); // [..., D]
   const w = optParamF32(weight); // [D]
   const b = optParamF32(bias); // [D]
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   const rows = D > 0 ? xf.length / D : 0;
   for (let r = 0; r < rows; r++) {
     const o = r * D;
@@ -54,7 +54,7 @@ export function layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, b
 export function rmsNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, eps: number): Storage {
   const D = x.shape[x.shape.length - 1] ?? 1;
   const xf = f32Of(x); // [..., D]
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   const rows = D > 0 ? xf.length / D : 0;
   for (let r = 0; r < rows; r++) {
     const o = r * D;
@@ -81,7 +81,7 @@ export function groupNorm(out: OutSpec, x: Tensor, groups: number, weight: Tenso
   const xf = f32Of(x); // [B, C, ...spatial]
   const w = paramF32(weight); // [C]
   const b = paramF32(bias); // [C]
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   for (let n = 0; n < B; n++) {
     for (let g = 0; g < groups; g++) {
       const off = (n * C + g * Cg) * S;
@@ -125,7 +125,7 @@ export function modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale
   const xf = f32Of(x); // [B, L, D]
   const sh = f32Of(shift); // [B, D] (or [B, 1, D]: same layout)
   const sc = onePlus(dt, f32Of(scale)); // [B, D]
-  const y = sharedF32(xf.length);
+  const y = newF32(xf.length);
   normalizeRows(xf, y, D, eps);
   roundToDtypeInPlace(dt, y); // LN(x)
   perBatch(y, sc, B, L, D, (v, s) => v * s);
@@ -139,7 +139,7 @@ export function gatedResidual(out: OutSpec, x: Tensor, gate: Tensor, yIn: Tensor
   const xf = f32Of(x); // [B, L, D]
   const g = f32Of(gate); // [B, D]
   const yf = f32Of(yIn); // [B, L, D]
-  const t = sharedF32(xf.length);
+  const t = newF32(xf.length);
   t.set(yf);
   perBatch(t, g, B, L, D, (v, s) => v * s);
   roundToDtypeInPlace(out.dtype, t); // gate·y

@@ -1,14 +1,19 @@
 // A worker_threads pool that splits big kernels by rows while the calling thread stays
-// synchronous: tasks (shared typed arrays + numbers) are posted to workers, the caller runs its
-// own share, then blocks in Atomics.wait until every worker has counted itself done.
+// synchronous: tasks (typed arrays + numbers) are posted to workers, the caller runs its own
+// share, then blocks in Atomics.wait until every worker has counted itself done.
+//
+// Arrays that are not already shared (op outputs live on ordinary ArrayBuffers, see storage.ts)
+// are staged through a reusable arena of SharedArrayBuffers: inputs copied in, the output
+// computed there and copied back. Copies are O(size) against the O(size · K) work split here.
 //
 // Workers start lazily on the first op big enough to split, are unref'd (they never keep the
 // process alive) and load worker.js next to this module (so the pool works from compiled JS).
-// Errors inside a worker come back on its MessagePort and are rethrown by the caller.
+// Errors inside a worker come back on its MessagePort and are rethrown by the caller. (A worker
+// thread killed mid-task, which Node does not do on its own, would leave the caller waiting.)
 
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
-import { type Task, runTask, taskIsShareable } from './tasks.js';
+import { TASK_OUTPUT, type Task, runTask } from './tasks.js';
 
 export interface PoolConfig {
   /** Threads sharing a big op, the calling thread included (1 = never use workers). */
@@ -34,6 +39,8 @@ interface Slot {
 }
 
 const MAX_WORKERS = 255;
+/** Arena buffers larger than this are dropped after each op rather than kept for reuse. */
+const ARENA_KEEP_BYTES = 64 * 2 ** 20;
 const READY_TIMEOUT_MS = 3_000;
 
 function envThreads(): number {
@@ -52,6 +59,36 @@ const state = new Int32Array(new SharedArrayBuffer(4 * (1 + MAX_WORKERS)));
 const slots: Slot[] = [];
 let splitOps = 0;
 let disabled: string | null = null;
+const arena = new Map<string, SharedArrayBuffer>();
+
+/** A shared float32 array of `n` elements for task field `name` (reused between ops). */
+function arenaF32(name: string, n: number): Float32Array {
+  let buf = arena.get(name);
+  if (!buf || buf.byteLength < n * 4) {
+    buf = new SharedArrayBuffer(Math.max(n * 4, Math.min(ARENA_KEEP_BYTES, Math.floor((buf?.byteLength ?? 0) * 1.5))));
+    arena.set(name, buf);
+  }
+  return new Float32Array(buf, 0, n);
+}
+
+/** The task with every non-shared array replaced by an arena copy, and the copy-back step. */
+function stage(task: Task): { shared: Task; copyBack: () => void } {
+  const shared: Record<string, unknown> = { ...task };
+  const output = TASK_OUTPUT[task.kind];
+  let copyBack = (): void => {};
+  for (const [k, v] of Object.entries(task)) {
+    if (!(v instanceof Float32Array) || v.buffer instanceof SharedArrayBuffer) continue;
+    const s = arenaF32(k, v.length);
+    if (k === output) copyBack = () => v.set(s);
+    else s.set(v);
+    shared[k] = s;
+  }
+  return { shared: shared as unknown as Task, copyBack };
+}
+
+function trimArena(): void {
+  for (const [k, b] of arena) if (b.byteLength > ARENA_KEEP_BYTES) arena.delete(k);
+}
 
 export function configurePool(c: Partial<PoolConfig>): void {
   if (c.threads !== undefined) {
@@ -105,6 +142,7 @@ function spawn(index: number): Slot {
 /** Up to `n` ready workers, starting them if needed (waits for their startup once). */
 function readyWorkers(n: number): Slot[] {
   if (disabled !== null) return [];
+  for (let i = slots.length - 1; i >= 0; i--) if (slots[i]!.dead !== null) slots.splice(i, 1); // replace dead workers
   while (slots.length < n) {
     const free = nextIndex();
     if (free < 0) break;
@@ -145,7 +183,7 @@ function nextIndex(): number {
 export function parallelFor(task: Task, units: number, flops: number, align = 1): void {
   const chunks = Math.ceil(units / align);
   const want = Math.min(config.threads, chunks, Math.floor(flops / Math.max(1, config.minFlopsPerThread)));
-  if (want <= 1 || !taskIsShareable(task)) {
+  if (want <= 1) {
     runTask(task, 0, units);
     return;
   }
@@ -154,16 +192,17 @@ export function parallelFor(task: Task, units: number, flops: number, align = 1)
     runTask(task, 0, units);
     return;
   }
+  const { shared, copyBack } = stage(task);
   const n = workers.length + 1;
   const bounds: number[] = [];
   for (let i = 0; i <= n; i++) bounds.push(Math.min(units, Math.round((chunks * i) / n) * align));
   Atomics.store(state, 0, 0);
   for (let i = 0; i < workers.length; i++) {
-    workers[i]!.port.postMessage({ task, u0: bounds[i + 1]!, u1: bounds[i + 2]! });
+    workers[i]!.port.postMessage({ task: shared, u0: bounds[i + 1]!, u1: bounds[i + 2]! });
   }
   splitOps++;
   try {
-    runTask(task, bounds[0]!, bounds[1]!);
+    runTask(shared, bounds[0]!, bounds[1]!);
   } finally {
     // Workers write into the output: never return (or throw) before they are done.
     for (;;) {
@@ -176,4 +215,6 @@ export function parallelFor(task: Task, units: number, flops: number, align = 1)
     const m = receiveMessageOnPort(w.port);
     if (m) throw new Error(`cpu worker ${w.index} failed: ${(m.message as { error: string }).error}`);
   }
+  copyBack();
+  trimArena();
 }

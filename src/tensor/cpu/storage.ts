@@ -1,9 +1,14 @@
-// CPU storage: one typed array per tensor, always on a SharedArrayBuffer so the worker pool
-// (pool.ts) can read inputs and write outputs without copies. Also the decode/encode helpers
-// every kernel uses: inputs are decoded to float32, outputs are encoded to the out dtype once.
+// CPU storage: one typed array per tensor. Also the decode/encode helpers every kernel uses:
+// inputs are decoded to float32, outputs are encoded to the out dtype once.
+//
+// Memory: op outputs live on ordinary ArrayBuffers. SharedArrayBuffers are not counted as GC
+// pressure by V8 (a loop allocating only SABs grows without bound until something else triggers
+// a GC), so they are used only where memory is long-lived: uploads (weights, inputs from the
+// host), cached parameter decodes, and the pool's reusable staging arena (pool.ts). The pool
+// copies plain arrays in and out of that arena; the copies are tiny next to the work it splits.
 
 import type { OutSpec, Storage } from '../backend.js';
-import { type DType, type RawArray, dtypeSize, f32ToRaw, rawToF32 } from '../dtype.js';
+import { type DType, type RawArray, allocRaw, dtypeSize, f32ToRaw, rawToF32 } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 
 export class CpuStorage implements Storage {
@@ -36,7 +41,7 @@ export class CpuStorage implements Storage {
   }
 }
 
-/** A zero-filled typed array of `n` elements of `dtype` on a SharedArrayBuffer. */
+/** A zero-filled typed array of `n` elements of `dtype` on a SharedArrayBuffer (long-lived data only). */
 export function allocShared(dtype: DType, n: number): RawArray {
   const sab = new SharedArrayBuffer(n * dtypeSize(dtype));
   switch (dtype) {
@@ -56,8 +61,9 @@ export function sharedF32(n: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(n * 4));
 }
 
-export function isShared(a: ArrayBufferView): boolean {
-  return a.buffer instanceof SharedArrayBuffer;
+/** A zero-filled float32 array on an ordinary ArrayBuffer (op outputs and temporaries). */
+export function newF32(n: number): Float32Array {
+  return new Float32Array(n);
 }
 
 export function storageOf(t: Tensor): CpuStorage {
@@ -73,12 +79,12 @@ export function rawOf(t: Tensor): RawArray {
 
 /**
  * Float32 values of an activation tensor: the storage itself for f32 (read only!), otherwise a
- * fresh shared decode.
+ * fresh decode.
  */
 export function f32Of(t: Tensor): Float32Array {
   const s = storageOf(t);
   if (s.dtype === 'f32') return s.data as Float32Array;
-  return rawToF32(s.dtype, s.data, sharedF32(s.data.length));
+  return rawToF32(s.dtype, s.data, newF32(s.data.length));
 }
 
 // Decoding a bf16/f8 weight on every call would cost as much as a small GEMM, so parameter
@@ -112,12 +118,13 @@ export function optParamF32(t: Tensor | undefined): Float32Array | undefined {
   return t ? paramF32(t) : undefined;
 }
 
-/** Storage for `out` from float32 values: wraps them (f32, shared) or encodes them (one rounding). */
+/**
+ * Storage for `out` from float32 values the op just computed: wraps them (f32) or encodes them
+ * (one rounding). Never pass an input's own array.
+ */
 export function encodeOut(out: OutSpec, values: Float32Array): CpuStorage {
-  if (out.dtype === 'f32' && isShared(values)) return new CpuStorage('f32', values);
-  const raw = allocShared(out.dtype, values.length);
-  f32ToRaw(out.dtype, values, raw);
-  return new CpuStorage(out.dtype, raw);
+  if (out.dtype === 'f32') return new CpuStorage('f32', values);
+  return new CpuStorage(out.dtype, f32ToRaw(out.dtype, values));
 }
 
 /** Unsigned-integer view of raw elements, for exact bit copies in layout ops. */
@@ -134,8 +141,8 @@ export function bitsOf(raw: RawArray): BitsArray {
   }
 }
 
-/** New shared storage of `n` elements of `dtype` and its bit view. */
+/** New storage of `n` elements of `dtype` and its bit view. */
 export function allocBits(dtype: DType, n: number): { storage: CpuStorage; bits: BitsArray } {
-  const raw = allocShared(dtype, n);
+  const raw = allocRaw(dtype, n);
   return { storage: new CpuStorage(dtype, raw), bits: bitsOf(raw) };
 }

@@ -1,5 +1,5 @@
 // The work the pool can split: each task kind has a "run units [u0, u1)" function. Tasks hold
-// only numbers and shared typed arrays, so they cross to workers without copies.
+// only numbers and float32 arrays (the pool stages the arrays into shared memory).
 
 import { type AttentionTask, attentionRows } from './attention-kernel.js';
 import { type ConvTask, convRows } from './conv-kernel.js';
@@ -21,10 +21,5 @@ export function runTask(t: Task, u0: number, u1: number): void {
   }
 }
 
-/** Whether every array of the task lives in shared memory (else a worker would write a copy). */
-export function taskIsShareable(t: Task): boolean {
-  for (const v of Object.values(t)) {
-    if (ArrayBuffer.isView(v) && !(v.buffer instanceof SharedArrayBuffer)) return false;
-  }
-  return true;
-}
+/** The output array of each task kind; a task overwrites every element of it. */
+export const TASK_OUTPUT: Record<Task['kind'], string> = { gemm: 'C', conv: 'out', attention: 'out' };
