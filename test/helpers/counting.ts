@@ -1,4 +1,4 @@
-// The CPU backend wrapped to count live storages (as test/models/flux-memory.test.ts does), and a
+// The CPU backend wrapped to count live storages (leak checks), and a
 // model-evaluation counter for the transformer.
 
 import type { Backend, Storage } from '../../src/tensor/backend.js';

@@ -8,29 +8,10 @@ import { autoEncoderParamsFromBflConfig, fluxParamsFromBflConfig } from '../../s
 import { Flux } from '../../src/models/flux/model.js';
 import { denoise } from '../../src/sampling/denoise.js';
 import { imageIds, textIds } from '../../src/sampling/latents.js';
-import type { Backend, Storage } from '../../src/tensor/backend.js';
-import { cpuBackend } from '../../src/tensor/cpu/index.js';
 import { rawToF32 } from '../../src/tensor/dtype.js';
 import { fromRaw } from '../../src/tensor/ops.js';
 import { BFL_TINY_A } from './fixture.js';
-
-/** The CPU backend, counting the storages that are alive. */
-function countingBackend(): { be: Backend; live: () => number } {
-  let live = 0;
-  const isStorage = (v: unknown): v is Storage => typeof v === 'object' && v !== null && 'byteLength' in v;
-  const be: Record<string, unknown> = { name: 'cpu-counting' };
-  for (const [k, v] of Object.entries(cpuBackend)) {
-    if (typeof v !== 'function') continue;
-    be[k] = (...args: unknown[]) => {
-      const r = (v as (...a: unknown[]) => unknown).apply(cpuBackend, args);
-      if (k === 'free') live--;
-      else if (k !== 'read' && isStorage(r)) live++;
-      else if (Array.isArray(r)) live += r.filter(isStorage).length;
-      return r;
-    };
-  }
-  return { be: be as unknown as Backend, live: () => live };
-}
+import { countingBackend } from '../helpers/counting.js';
 
 function setup() {
   const { be, live } = countingBackend();
