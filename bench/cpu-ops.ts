@@ -8,7 +8,7 @@ import { loadavg } from 'node:os';
 
 import { configureCpuPool, cpuBackend as be, cpuPoolInfo, shutdownCpuPool } from '../src/tensor/cpu/index.js';
 import type { DType } from '../src/tensor/dtype.js';
-import { attention, conv2d, fromArray, linear } from '../src/tensor/ops.js';
+import { attention, conv2d, fromArray, groupNorm, linear } from '../src/tensor/ops.js';
 import { type Shape, type Tensor, numel } from '../src/tensor/tensor.js';
 
 const quick = process.argv.includes('--quick');
@@ -56,6 +56,14 @@ function attentionCase(L: number, H: number, D: number, dtype: DType = 'f32'): C
   return { name: `attention B1 H${H} L${L} D${D} ${dtype}`, flops: 4 * H * L * L * D, run: () => attention(q, k, v) };
 }
 
+function groupNormCase(C: number, H: number): Case {
+  const x = rand([1, C, H, H]);
+  const w = rand([C]);
+  const b = rand([C]);
+  // counted as 10 flops per element, as the pool's split threshold does (+20 for the SiLU)
+  return { name: `groupNorm+silu 32 groups ${C}ch @${H}²`, flops: 30 * C * H * H, run: () => groupNorm(x, { groups: 32, weight: w, bias: b, eps: 1e-6, act: 'silu' }) };
+}
+
 /**
  * Best wall-clock seconds per run over about `budget` seconds (at least 3 runs): the minimum is
  * the least disturbed by other processes on a shared machine.
@@ -91,6 +99,7 @@ const cases: Case[] = [
   convCase('nin_shortcut', 64, 256, 32, 1),
   convCase('enc down', 32, 512, 32, 3, 2),
   ...(quick ? [] : [convCase('dec top', 32, 512, 32, 3), convCase('conv_out', 32, 512, 3, 3)]),
+  groupNormCase(32, 512),
 ];
 
 const threads = cpuPoolInfo().threads;

@@ -53,7 +53,7 @@ const CASES: Case[] = [
   { x: [2, 3, 8, 9], w: [5, 3, 3, 3], stride: [1, 1], pad: [1, 1, 1, 1], padArg: 1, bias: true }, // 3x3 same
   { x: [1, 4, 9, 7], w: [6, 4, 3, 3], stride: [2, 2], pad: [0, 1, 0, 1], padArg: [0, 1, 0, 1], bias: true }, // VAE downsample
   { x: [1, 5, 6, 6], w: [3, 5, 3, 3], stride: [2, 2], pad: [1, 1, 1, 1], padArg: 1, bias: false }, // stride 2 symmetric
-  { x: [2, 6, 5, 7], w: [4, 6, 1, 1], stride: [1, 1], pad: [0, 0, 0, 0], padArg: 0, bias: true }, // 1x1 (pointwise path)
+  { x: [2, 6, 5, 7], w: [4, 6, 1, 1], stride: [1, 1], pad: [0, 0, 0, 0], padArg: 0, bias: true }, // 1x1
   { x: [1, 3, 7, 7], w: [2, 3, 1, 1], stride: [2, 2], pad: [0, 0, 0, 0], padArg: 0, bias: true }, // 1x1 stride 2
   { x: [1, 2, 5, 6], w: [3, 2, 2, 3], stride: [1, 2], pad: [1, 1, 2, 2], padArg: [1, 2], bias: true }, // non-square kernel
   { x: [1, 1, 1, 1], w: [1, 1, 1, 1], stride: [1, 1], pad: [0, 0, 0, 0], padArg: 0, bias: false },

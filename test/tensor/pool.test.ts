@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { configureCpuPool, cpuBackend as be, cpuPoolInfo, shutdownCpuPool } from '../../src/tensor/cpu/index.js';
-import { affine, attention, conv2d, linear, matmul } from '../../src/tensor/ops.js';
+import { affine, attention, conv2d, groupNorm, linear, matmul } from '../../src/tensor/ops.js';
 import { CpuStorage } from '../../src/tensor/cpu/storage.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/backends.js';
@@ -58,6 +58,10 @@ describe('cpu worker pool', () => {
       const bb = randomTensor(be, [1, 2, 45, 45], 15).t;
       check('attention', () => attention(q, k, v, { bias: bb }));
       check('attention causal', () => attention(q, k, v, { causal: true }));
+      const gw = randomTensor(be, [6], 16, { dtype: 'bf16' }).t;
+      const gb = randomTensor(be, [6], 17, { dtype: 'bf16' }).t;
+      const gx = randomTensor(be, [2, 6, 9, 7], 18, { dtype: 'bf16' }).t;
+      check('groupNorm + silu', () => groupNorm(gx, { groups: 3, weight: gw, bias: gb, eps: 1e-6, act: 'silu' }));
       assert.ok(cpuPoolInfo().workers >= 1);
       assert.equal(cpuPoolInfo().disabled, null);
     });

@@ -26,19 +26,20 @@ export interface AttentionTask {
 const RB = 32;
 
 export function attentionRows(t: AttentionTask, u0: number, u1: number): void {
-  const { H, Lq } = t;
-  let u = u0;
+  const H = t.H | 0, Lq = t.Lq | 0;
+  let u = u0 | 0;
   while (u < u1) {
-    const bh = Math.floor(u / Lq);
+    const bh = (u / Lq) | 0;
     const i0 = u - bh * Lq;
     const i1 = Math.min(Lq, i0 + RB, i0 + (u1 - u));
-    block(t, Math.floor(bh / H), bh % H, i0, i1);
+    block(t, (bh / H) | 0, bh % H, i0, i1);
     u += i1 - i0;
   }
 }
 
 function block(t: AttentionTask, b: number, h: number, i0: number, i1: number): void {
-  const { H, Lq, Lk, D, Dv, scale, causal, bias } = t;
+  const H = t.H | 0, Lq = t.Lq | 0, Lk = t.Lk | 0, D = t.D | 0, Dv = t.Dv | 0;
+  const { scale, causal, bias } = t;
   const rows = i1 - i0;
   const bh = b * H + h;
   // Causal (Lq == Lk): row i attends to keys 0..i, so this block needs keys [0, i1) only.
@@ -46,7 +47,7 @@ function block(t: AttentionTask, b: number, h: number, i0: number, i1: number): 
   const S = scratch(1, rows * nk); // [rows, nk]
   gemmNT(t.q, (bh * Lq + i0) * D, D, t.k, bh * Lk * D, D, S, 0, nk, rows, nk, D);
   const sums = scratch(2, rows);
-  const biasOff = bias ? b * t.biasStrideB + h * t.biasStrideH : 0;
+  const biasOff = bias ? (b * t.biasStrideB + h * t.biasStrideH) | 0 : 0;
   for (let r = 0; r < rows; r++) {
     const i = i0 + r;
     const s0 = r * nk;
@@ -76,10 +77,10 @@ function block(t: AttentionTask, b: number, h: number, i0: number, i1: number): 
         const x = S[s0 + j]! - max;
         let e = 0;
         if (x >= EXP_MIN) {
-          const t = x * LOG2E;
-          const n = Math.floor(t + 0.5);
-          const r = t - n;
-          e = (1 + r * (C1 + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * (C6 + r * (C7 + r * C8)))))))) * POW2[n + 160]!;
+          const l2 = x * LOG2E;
+          const n = Math.floor(l2 + 0.5);
+          const f = l2 - n;
+          e = (1 + f * (C1 + f * (C2 + f * (C3 + f * (C4 + f * (C5 + f * (C6 + f * (C7 + f * C8)))))))) * POW2[n + 160]!;
         } else if (x !== x) {
           e = NaN;
         }

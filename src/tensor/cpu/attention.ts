@@ -5,12 +5,12 @@ import type { AttentionArgs, OutSpec, Storage } from '../backend.js';
 import type { Tensor } from '../tensor.js';
 import type { AttentionTask } from './attention-kernel.js';
 import { parallelFor } from './pool.js';
-import { encodeOut, f32Of, newF32 } from './storage.js';
+import { dimsOf, encodeOut, f32Of, newF32 } from './storage.js';
 
 export function attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs): Storage {
-  const [B, H, Lq, D] = q.shape as [number, number, number, number];
-  const Lk = k.shape[2]!;
-  const Dv = v.shape[3]!;
+  const [B, H, Lq, D] = dimsOf(q) as [number, number, number, number];
+  const Lk = dimsOf(k)[2]!;
+  const Dv = dimsOf(v)[3]!;
   const vf = f32Of(v); // [B, H, Lk, Dv]
   const vt = newF32(B * H * Dv * Lk); // [B, H, Dv, Lk]
   for (let bh = 0; bh < B * H; bh++) {
@@ -19,6 +19,7 @@ export function attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: A
     for (let j = 0; j < Lk; j++) for (let d = 0; d < Dv; d++) vt[dst + d * Lk + j] = vf[src + j * Dv + d]!;
   }
   const bias = args.bias;
+  const bs = bias ? dimsOf(bias) : undefined; // [B|1, H|1, Lq, Lk]
   const task: AttentionTask = {
     kind: 'attention',
     q: f32Of(q), // [B, H, Lq, D]
@@ -29,8 +30,8 @@ export function attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: A
     B, H, Lq, Lk, D, Dv,
     scale: args.scale,
     causal: args.causal,
-    biasStrideB: bias && bias.shape[0] !== 1 ? bias.shape[1]! * Lq * Lk : 0,
-    biasStrideH: bias && bias.shape[1] !== 1 ? Lq * Lk : 0,
+    biasStrideB: bs && bs[0] !== 1 ? bs[1]! * Lq * Lk : 0,
+    biasStrideH: bs && bs[1] !== 1 ? Lq * Lk : 0,
   };
   const flops = 2 * B * H * Lq * Lk * (D + Dv) * (args.causal ? 0.5 : 1);
   parallelFor(task, B * H * Lq, flops, 32);

@@ -5,20 +5,20 @@ import type { Conv2dArgs, OutSpec, Storage } from '../backend.js';
 import type { Tensor } from '../tensor.js';
 import type { ConvTask } from './conv-kernel.js';
 import { parallelFor } from './pool.js';
-import { encodeOut, f32Of, optParamF32, paramF32, newF32 } from './storage.js';
+import { dimsOf, encodeOut, f32Of, newF32, optParamF32, paramF32 } from './storage.js';
 
 export function conv2d(out: OutSpec, x: Tensor, w: Tensor, args: Conv2dArgs): Storage {
-  const [B, C, H, W] = x.shape as [number, number, number, number];
-  const [O, , kh, kw] = w.shape as [number, number, number, number];
-  const [, , Ho, Wo] = out.shape as [number, number, number, number];
+  const [B, C, H, W] = dimsOf(x) as [number, number, number, number];
+  const [O, , kh, kw] = dimsOf(w) as [number, number, number, number];
+  const [, , Ho, Wo] = dimsOf(out) as [number, number, number, number];
   const task: ConvTask = {
     kind: 'conv',
     x: f32Of(x), // [B, C, H, W]
     w: paramF32(w), // [O, C·kh·kw]
     out: newF32(B * O * Ho * Wo), // [B, O, Ho, Wo]
     B, C, H, W, O, kh, kw,
-    sh: args.stride[0], sw: args.stride[1],
-    pt: args.padding[0], pl: args.padding[2],
+    sh: args.stride[0] | 0, sw: args.stride[1] | 0,
+    pt: args.padding[0] | 0, pl: args.padding[2] | 0,
     Ho, Wo,
   };
   parallelFor(task, B * Ho, 2 * B * O * Ho * Wo * C * kh * kw);

@@ -6,7 +6,7 @@ import { roundToDtypeInPlace } from '../dtype.js';
 import type { Shape, Tensor } from '../tensor.js';
 import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
-import { encodeOut, f32Of, newF32 } from './storage.js';
+import { dimsOf, encodeOut, f32Of, newF32 } from './storage.js';
 
 /** Strides of `shape` broadcast to `outShape` (0 along broadcast dims), right-aligned. */
 function broadcastStrides(shape: Shape, outShape: Shape): number[] {
@@ -53,9 +53,10 @@ const OPS: Record<BinaryOp, (a: number, b: number) => number> = {
 export function binary(out: OutSpec, op: BinaryOp, a: Tensor, b: Tensor): Storage {
   const af = f32Of(a);
   const bf = f32Of(b);
-  const y = newF32(out.shape.reduce((p, d) => p * d, 1));
+  const os = dimsOf(out);
+  const y = newF32(os.reduce((p, d) => p * d, 1));
   if (y.length === 0) return encodeOut(out, y);
-  const { dims, sa, sb } = collapse(out.shape, broadcastStrides(a.shape, out.shape), broadcastStrides(b.shape, out.shape));
+  const { dims, sa, sb } = collapse(os, broadcastStrides(dimsOf(a), os), broadcastStrides(dimsOf(b), os));
   const f = OPS[op];
   const r = dims.length;
   const n = dims[r - 1]!;
@@ -109,7 +110,7 @@ export function activation(out: OutSpec, x: Tensor, act: Activation): Storage {
 }
 
 export function softmax(out: OutSpec, x: Tensor): Storage {
-  const D = x.shape[x.shape.length - 1] ?? 1;
+  const D = dimsOf(x).pop() ?? 1;
   const xf = f32Of(x);
   const y = newF32(xf.length);
   const rows = D > 0 ? xf.length / D : 0;
@@ -131,10 +132,10 @@ function softmaxRow(x: F32, y: F32, o: number, D: number): void {
 }
 
 export function rope(out: OutSpec, x: Tensor, pe: Tensor): Storage {
-  const [B, H, L, D] = x.shape as [number, number, number, number];
+  const [B, H, L, D] = dimsOf(x) as [number, number, number, number];
   const xf = f32Of(x); // [B, H, L, D]
   const p = f32Of(pe); // [B|1, L, D/2, 2, 2]
-  const peBatch = pe.shape[0] === 1 ? 0 : L * D * 2;
+  const peBatch = dimsOf(pe)[0] === 1 ? 0 : L * D * 2;
   const y = newF32(xf.length);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {

@@ -20,11 +20,11 @@ export function gemmUnits(t: GemmTask): number {
 }
 
 export function gemmRange(t: GemmTask, u0: number, u1: number): void {
-  const per = t.split === 'rows' ? t.M : t.N;
+  const per = (t.split === 'rows' ? t.M : t.N) | 0;
   const kernel = t.nn ? gemmNN : gemmNT;
   let u = u0;
   while (u < u1) {
-    const b = Math.floor(u / per);
+    const b = (u / per) | 0;
     const s = u - b * per;
     const e = Math.min(per, s + (u1 - u));
     const a = t.aOff + b * t.strideA;

@@ -18,6 +18,8 @@ export function gemmNT(
   C: F32, cOff: number, ldc: number,
   M: number, N: number, K: number,
 ): void {
+  // int32 arguments (see dimsOf in storage.ts: boxed doubles would de-tune the optimised loop)
+  aOff |= 0; lda |= 0; bOff |= 0; ldb |= 0; cOff |= 0; ldc |= 0; M |= 0; N |= 0; K |= 0;
   if (K === 0) {
     for (let m = 0; m < M; m++) C.fill(0, cOff + m * ldc, cOff + m * ldc + N);
     return;
@@ -105,6 +107,8 @@ export function gemmNN(
   C: F32, cOff: number, ldc: number,
   M: number, N: number, K: number,
 ): void {
+  // int32 arguments (see dimsOf in storage.ts: boxed doubles would de-tune the optimised loop)
+  aOff |= 0; lda |= 0; bOff |= 0; ldb |= 0; cOff |= 0; ldc |= 0; M |= 0; N |= 0; K |= 0;
   if (K === 0) {
     for (let m = 0; m < M; m++) C.fill(0, cOff + m * ldc, cOff + m * ldc + N);
     return;
@@ -185,3 +189,25 @@ function nnBlock(
     }
   }
 }
+
+/**
+ * Run every path of both kernels once on tiny inputs (row and column remainders 0-3, blocked K),
+ * so V8 has full type feedback before it optimises them: otherwise the first shape that reaches
+ * a not-yet-seen remainder loop deoptimises the hot kernel mid-model, and the re-optimised code
+ * can end up markedly slower (seen as a 1.7x slower conv inside the full pipeline).
+ */
+function warmUp(): void {
+  const K = KC + 3;
+  const A = new Float32Array(7 * K).fill(0.5);
+  const B = new Float32Array(7 * K).fill(0.25);
+  const C = new Float32Array(7 * 7);
+  for (const k of [3, K]) {
+    for (let m = 1; m <= 7; m++) {
+      for (let n = 1; n <= 7; n++) {
+        gemmNT(A, 0, k, B, 0, k, C, 0, 7, m, n, k);
+        gemmNN(A, 0, k, B, 0, 7, C, 0, 7, m, n, k);
+      }
+    }
+  }
+}
+warmUp();

@@ -5,21 +5,23 @@ import type { OutSpec, Storage } from '../backend.js';
 import { allocRaw, f32ToRaw } from '../dtype.js';
 import { OpError } from '../ops.js';
 import { type Tensor, numel } from '../tensor.js';
-import { type BitsArray, CpuStorage, allocBits, bitsOf, f32Of, rawOf } from './storage.js';
+import { allocBits, type BitsArray, bitsOf, CpuStorage, dimsOf, f32Of, rawOf } from './storage.js';
 
 function bits(t: Tensor): BitsArray {
   return bitsOf(rawOf(t));
 }
 
 export function concat(out: OutSpec, xs: readonly Tensor[], axis: number): Storage {
-  const { storage, bits: y } = allocBits(out.dtype, numel(out.shape));
-  const outer = numel(out.shape.slice(0, axis));
-  const inner = numel(out.shape.slice(axis + 1));
-  const rowOut = out.shape[axis]! * inner;
+  const os = dimsOf(out);
+  axis |= 0;
+  const { storage, bits: y } = allocBits(out.dtype, numel(os));
+  const outer = numel(os.slice(0, axis));
+  const inner = numel(os.slice(axis + 1));
+  const rowOut = os[axis]! * inner;
   let off = 0;
   for (const t of xs) {
     const src = bits(t);
-    const row = t.shape[axis]! * inner;
+    const row = dimsOf(t)[axis]! * inner;
     for (let o = 0; o < outer; o++) y.set(src.subarray(o * row, (o + 1) * row), o * rowOut + off);
     off += row;
   }
@@ -27,11 +29,14 @@ export function concat(out: OutSpec, xs: readonly Tensor[], axis: number): Stora
 }
 
 export function slice(out: OutSpec, x: Tensor, axis: number, start: number): Storage {
-  const { storage, bits: y } = allocBits(out.dtype, numel(out.shape));
-  const outer = numel(out.shape.slice(0, axis));
-  const inner = numel(out.shape.slice(axis + 1));
-  const rowIn = x.shape[axis]! * inner;
-  const rowOut = out.shape[axis]! * inner;
+  const os = dimsOf(out);
+  axis |= 0;
+  start |= 0;
+  const { storage, bits: y } = allocBits(out.dtype, numel(os));
+  const outer = numel(os.slice(0, axis));
+  const inner = numel(os.slice(axis + 1));
+  const rowIn = dimsOf(x)[axis]! * inner;
+  const rowOut = os[axis]! * inner;
   const src = bits(x);
   for (let o = 0; o < outer; o++) {
     const s = o * rowIn + start * inner;
@@ -41,7 +46,8 @@ export function slice(out: OutSpec, x: Tensor, axis: number, start: number): Sto
 }
 
 export function permute(out: OutSpec, x: Tensor, perm: readonly number[]): Storage {
-  const n = numel(out.shape);
+  const xs = dimsOf(x);
+  const n = numel(dimsOf(out));
   const { storage, bits: y } = allocBits(out.dtype, n);
   if (n === 0) return storage;
   const src = bits(x);
@@ -49,14 +55,14 @@ export function permute(out: OutSpec, x: Tensor, perm: readonly number[]): Stora
   const inStrides = new Array<number>(r);
   for (let i = r - 1, s = 1; i >= 0; i--) {
     inStrides[i] = s;
-    s *= x.shape[i]!;
+    s *= xs[i]!;
   }
   if (r === 0) {
     y[0] = src[0]!;
     return storage;
   }
-  const dims = perm.map((p) => x.shape[p]!); // out dims
-  const st = perm.map((p) => inStrides[p]!); // input stride of each out dim
+  const dims = perm.map((p) => xs[p | 0]!); // out dims
+  const st = perm.map((p) => inStrides[p | 0]!); // input stride of each out dim
   const inner = dims[r - 1]!;
   const is = st[r - 1]!;
   const idx = new Array<number>(r).fill(0);
@@ -76,12 +82,13 @@ export function permute(out: OutSpec, x: Tensor, perm: readonly number[]): Stora
 
 /** x [B, L, n·H·D] -> n x [B, H, L, D]; part p, head h = columns [(p·H + h)·D, …+D). */
 export function splitHeads(outs: readonly OutSpec[], x: Tensor, heads: number): Storage[] {
-  const [B, L, F] = x.shape as [number, number, number];
+  const [B, L, F] = dimsOf(x) as [number, number, number];
+  heads |= 0;
   const parts = outs.length;
-  const D = F / (parts * heads);
+  const D = (F / (parts * heads)) | 0;
   const src = bits(x);
   return outs.map((spec, p) => {
-    const { storage, bits: y } = allocBits(spec.dtype, numel(spec.shape));
+    const { storage, bits: y } = allocBits(spec.dtype, numel(dimsOf(spec)));
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < heads; h++) {
         const col = (p * heads + h) * D;
@@ -96,7 +103,7 @@ export function splitHeads(outs: readonly OutSpec[], x: Tensor, heads: number): 
 }
 
 export function embedding(out: OutSpec, table: Tensor, ids: Tensor): Storage {
-  const [V, D] = table.shape as [number, number];
+  const [V, D] = dimsOf(table) as [number, number];
   const idv = rawOf(ids) as Int32Array;
   const src = bits(table);
   const { storage, bits: y } = allocBits(out.dtype, idv.length * D);
@@ -122,10 +129,11 @@ export function cast(out: OutSpec, x: Tensor): Storage {
 }
 
 export function upsampleNearest(out: OutSpec, x: Tensor, factor: number): Storage {
-  const [B, C, H, W] = x.shape as [number, number, number, number];
+  const [B, C, H, W] = dimsOf(x) as [number, number, number, number];
+  factor |= 0;
   const Wo = W * factor;
   const src = bits(x);
-  const { storage, bits: y } = allocBits(out.dtype, numel(out.shape));
+  const { storage, bits: y } = allocBits(out.dtype, numel(dimsOf(out)));
   for (let bc = 0; bc < B * C; bc++) {
     for (let iy = 0; iy < H; iy++) {
       const s = (bc * H + iy) * W;

@@ -8,7 +8,7 @@ import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
 import type { GemmTask } from './gemm-task.js';
 import { parallelFor, poolInfo } from './pool.js';
-import { encodeOut, f32Of, optParamF32, paramF32, newF32 } from './storage.js';
+import { dimsOf, encodeOut, f32Of, newF32, optParamF32, paramF32 } from './storage.js';
 
 /** Run a batched GEMM task over the pool, by rows unless there are too few rows to share. */
 export function runGemm(t: Omit<GemmTask, 'kind' | 'split'>): void {
@@ -20,9 +20,10 @@ export function runGemm(t: Omit<GemmTask, 'kind' | 'split'>): void {
 }
 
 export function linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): Storage {
-  const K = x.shape[x.shape.length - 1]!;
-  const M = numel(x.shape.slice(0, -1));
-  const N = w.shape[0]!;
+  const xs = dimsOf(x);
+  const K = xs[xs.length - 1]!;
+  const M = numel(xs.slice(0, -1));
+  const N = dimsOf(w)[0]!;
   const xf = f32Of(x); // [M, K]
   const wf = paramF32(w); // [N, K]
   const y = newF32(M * N); // [M, N]
@@ -46,9 +47,11 @@ function epilogue(y: F32, M: number, N: number, scale: number, bias: F32 | undef
 }
 
 export function matmul(out: OutSpec, a: Tensor, b: Tensor, transB: boolean): Storage {
-  const [M, K] = a.shape.slice(-2) as [number, number];
-  const N = transB ? b.shape[b.rank - 2]! : b.shape[b.rank - 1]!;
-  const batch = numel(a.shape.slice(0, -2));
+  const as = dimsOf(a);
+  const bs = dimsOf(b);
+  const [M, K] = as.slice(-2) as [number, number];
+  const N = transB ? bs[bs.length - 2]! : bs[bs.length - 1]!;
+  const batch = numel(as.slice(0, -2));
   const af = f32Of(a); // [batch, M, K]
   const bf = f32Of(b); // [batch|-, K, N] or [batch|-, N, K]
   const y = newF32(batch * M * N); // [batch, M, N]

@@ -4,9 +4,10 @@
 import type { Activation, OutSpec, Storage } from '../backend.js';
 import { type DType, roundToDtypeInPlace } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
-import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
-import { encodeOut, f32Of, optParamF32, paramF32, newF32 } from './storage.js';
+import type { GroupNormTask } from './groupnorm-kernel.js';
+import { parallelFor } from './pool.js';
+import { dimsOf, encodeOut, f32Of, newF32, optParamF32, paramF32 } from './storage.js';
 
 /** mean and 1/sqrt(var + eps) of x[off, off + n). */
 function stats(x: F32, off: number, n: number, eps: number): [number, number] {
@@ -32,7 +33,7 @@ function normalizeRows(x: F32, y: F32, D: number, eps: number): void {
 }
 
 export function layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, bias: Tensor | undefined, eps: number): Storage {
-  const D = x.shape[x.shape.length - 1] ?? 1;
+  const D = dimsOf(x).pop() ?? 1;
   const xf = f32Of(x); // [..., D]
   const w = optParamF32(weight); // [D]
   const b = optParamF32(bias); // [D]
@@ -52,7 +53,7 @@ export function layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, b
 }
 
 export function rmsNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, eps: number): Storage {
-  const D = x.shape[x.shape.length - 1] ?? 1;
+  const D = dimsOf(x).pop() ?? 1;
   const xf = f32Of(x); // [..., D]
   const y = newF32(xf.length);
   const rows = D > 0 ? xf.length / D : 0;
@@ -75,31 +76,20 @@ export function rmsNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, eps
 }
 
 export function groupNorm(out: OutSpec, x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps: number, act: Activation): Storage {
-  const [B, C] = x.shape as [number, number];
-  const S = x.shape.slice(2).reduce((p, d) => p * d, 1);
-  const Cg = C / groups;
-  const xf = f32Of(x); // [B, C, ...spatial]
-  const w = paramF32(weight); // [C]
-  const b = paramF32(bias); // [C]
-  const y = newF32(xf.length);
-  for (let n = 0; n < B; n++) {
-    for (let g = 0; g < groups; g++) {
-      const off = (n * C + g * Cg) * S;
-      const [mean, rstd] = stats(xf, off, Cg * S, eps);
-      for (let c = 0; c < Cg; c++) {
-        const ch = g * Cg + c;
-        const scale = rstd * w[ch]!;
-        const shift = b[ch]! - mean * scale;
-        const o = off + c * S;
-        for (let i = 0; i < S; i++) y[o + i] = xf[o + i]! * scale + shift;
-      }
-    }
-  }
-  if (act !== 'none') {
-    roundToDtypeInPlace(out.dtype, y); // GroupNorm then SiLU: two PyTorch ops
-    applyActivation(act, y, y);
-  }
-  return encodeOut(out, y);
+  const xs = dimsOf(x);
+  const [B, C] = xs as [number, number];
+  const S = xs.slice(2).reduce((p, d) => p * d, 1);
+  const task: GroupNormTask = {
+    kind: 'groupNorm',
+    x: f32Of(x), // [B, C, S]
+    w: paramF32(weight), // [C]
+    b: paramF32(bias), // [C]
+    out: newF32(B * C * S), // [B, C, S]
+    C, S, groups: groups | 0, eps, act, dtype: out.dtype,
+  };
+  // ~10 flops per element, ~30 with the activation's exp
+  parallelFor(task, B * task.groups, B * C * S * (act === 'none' ? 10 : 30));
+  return encodeOut(out, task.out);
 }
 
 /** y[b, l, d] = f(y[b, l, d], m[b, d]) in place, for [B, L, D] and per-batch vectors [B, D]. */
@@ -120,7 +110,7 @@ function onePlus(dtype: DType, scale: F32): F32 {
 }
 
 export function modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale: Tensor, eps: number): Storage {
-  const [B, L, D] = x.shape as [number, number, number];
+  const [B, L, D] = dimsOf(x) as [number, number, number];
   const dt = out.dtype;
   const xf = f32Of(x); // [B, L, D]
   const sh = f32Of(shift); // [B, D] (or [B, 1, D]: same layout)
@@ -135,7 +125,7 @@ export function modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale
 }
 
 export function gatedResidual(out: OutSpec, x: Tensor, gate: Tensor, yIn: Tensor): Storage {
-  const [B, L, D] = x.shape as [number, number, number];
+  const [B, L, D] = dimsOf(x) as [number, number, number];
   const xf = f32Of(x); // [B, L, D]
   const g = f32Of(gate); // [B, D]
   const yf = f32Of(yIn); // [B, L, D]

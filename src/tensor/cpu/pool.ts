@@ -195,7 +195,7 @@ export function parallelFor(task: Task, units: number, flops: number, align = 1)
   const { shared, copyBack } = stage(task);
   const n = workers.length + 1;
   const bounds: number[] = [];
-  for (let i = 0; i <= n; i++) bounds.push(Math.min(units, Math.round((chunks * i) / n) * align));
+  for (let i = 0; i <= n; i++) bounds.push(Math.min(units, Math.round((chunks * i) / n) * align) | 0);
   Atomics.store(state, 0, 0);
   for (let i = 0; i < workers.length; i++) {
     workers[i]!.port.postMessage({ task: shared, u0: bounds[i + 1]!, u1: bounds[i + 2]! });

@@ -4,10 +4,13 @@
 import { type AttentionTask, attentionRows } from './attention-kernel.js';
 import { type ConvTask, convRows } from './conv-kernel.js';
 import { type GemmTask, gemmRange } from './gemm-task.js';
+import { type GroupNormTask, groupNormRange } from './groupnorm-kernel.js';
 
-export type Task = GemmTask | ConvTask | AttentionTask;
+export type Task = GemmTask | ConvTask | AttentionTask | GroupNormTask;
 
 export function runTask(t: Task, u0: number, u1: number): void {
+  u0 |= 0;
+  u1 |= 0;
   switch (t.kind) {
     case 'gemm':
       gemmRange(t, u0, u1);
@@ -18,8 +21,11 @@ export function runTask(t: Task, u0: number, u1: number): void {
     case 'attention':
       attentionRows(t, u0, u1);
       return;
+    case 'groupNorm':
+      groupNormRange(t, u0, u1);
+      return;
   }
 }
 
 /** The output array of each task kind; a task overwrites every element of it. */
-export const TASK_OUTPUT: Record<Task['kind'], string> = { gemm: 'C', conv: 'out', attention: 'out' };
+export const TASK_OUTPUT: Record<Task['kind'], string> = { gemm: 'C', conv: 'out', attention: 'out', groupNorm: 'out' };
