@@ -100,12 +100,21 @@ export function isClipBufferKey(key: string): boolean {
 }
 
 /** nn.LayerNorm(dim) parameters. */
-interface LayerNormParams {
+export interface LayerNormParams {
   readonly weight: Tensor;
   readonly bias: Tensor;
 }
 
-function layerNormParams(w: Weights, name: string, dim: number): LayerNormParams {
+/** What one encoder layer needs of a config: the text model's, or a CLIPVisionConfig (src/models/safety.ts). */
+export interface ClipLayerConfig {
+  readonly hidden_size: number;
+  readonly intermediate_size: number;
+  readonly num_attention_heads: number;
+  readonly hidden_act: ClipTextConfig['hidden_act'];
+  readonly layer_norm_eps: number;
+}
+
+export function layerNormParams(w: Weights, name: string, dim: number): LayerNormParams {
   return { weight: w.get(`${name}.weight`, [dim]), bias: w.get(`${name}.bias`, [dim]) };
 }
 
@@ -116,8 +125,10 @@ class CLIPAttention {
   readonly out_proj: Linear;
 
   constructor(
-    readonly cfg: ClipTextConfig,
+    readonly cfg: ClipLayerConfig,
     w: Weights,
+    /** The text model's causal mask; the vision tower attends to every patch. */
+    readonly causal: boolean,
   ) {
     const D = cfg.hidden_size;
     if (D % cfg.num_attention_heads !== 0) throw new Error(`CLIP: hidden_size ${D} not divisible by ${cfg.num_attention_heads} heads`);
@@ -134,7 +145,7 @@ class CLIPAttention {
     // scale head_dim^-0.5 (1/8 for ViT-L/14: a power of two, so exact in bf16 as in HF's q*scale).
     const o = attention(proj(this.q_proj), proj(this.k_proj), proj(this.v_proj), {
       scale: 1 / Math.sqrt(headDim),
-      causal: true,
+      causal: this.causal,
     }); // [B, L, D]
     return this.out_proj.forward(o); // [B, L, D]
   }
@@ -145,7 +156,7 @@ class CLIPMLP {
   readonly fc2: Linear;
 
   constructor(
-    readonly cfg: ClipTextConfig,
+    readonly cfg: ClipLayerConfig,
     w: Weights,
   ) {
     this.fc1 = new Linear(w.pp('fc1'), cfg.hidden_size, cfg.intermediate_size);
@@ -158,17 +169,19 @@ class CLIPMLP {
   }
 }
 
-class CLIPEncoderLayer {
+/** One pre-LN CLIP encoder layer (shared by the text model and the vision tower of the safety checker). */
+export class CLIPEncoderLayer {
   readonly self_attn: CLIPAttention;
   readonly layer_norm1: LayerNormParams;
   readonly mlp: CLIPMLP;
   readonly layer_norm2: LayerNormParams;
 
   constructor(
-    readonly cfg: ClipTextConfig,
+    readonly cfg: ClipLayerConfig,
     w: Weights,
+    causal = true,
   ) {
-    this.self_attn = new CLIPAttention(cfg, w.pp('self_attn'));
+    this.self_attn = new CLIPAttention(cfg, w.pp('self_attn'), causal);
     this.layer_norm1 = layerNormParams(w, 'layer_norm1', cfg.hidden_size);
     this.mlp = new CLIPMLP(cfg, w.pp('mlp'));
     this.layer_norm2 = layerNormParams(w, 'layer_norm2', cfg.hidden_size);

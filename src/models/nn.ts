@@ -2,14 +2,23 @@
 // builder for its weights by name and shape (PyTorch layouts and key names: `weight`, `bias`).
 
 import type { Activation } from '../tensor/backend.js';
-import { conv2d, groupNorm, linear } from '../tensor/ops.js';
+import { activation, add, conv2d, groupNorm, linear } from '../tensor/ops.js';
+import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Weights } from './weights.js';
+
+/** A term added to a Linear's output at forward time, before its activation (runtime LoRAs, src/lora/runtime.ts). */
+export interface LinearAdapter {
+  /** x [..., in] -> [..., out], in x's dtype. */
+  forward(x: Tensor): Tensor;
+}
 
 /** nn.Linear: weight [out, in], bias [out]. */
 export class Linear {
   readonly weight: Tensor;
   readonly bias: Tensor | undefined;
+  /** Runtime adapters, added in order to x·Wᵀ + b before the activation; empty unless runtime LoRAs are attached. */
+  adapters: readonly LinearAdapter[] = [];
 
   constructor(w: Weights, inDim: number, outDim: number, bias = true) {
     this.weight = w.get('weight', [outDim, inDim]);
@@ -18,7 +27,12 @@ export class Linear {
 
   /** [..., in] -> [..., out], with an optional fused activation (rounded after the GEMM). */
   forward(x: Tensor, act: Activation = 'none'): Tensor {
-    return linear(x, this.weight, { bias: this.bias, act });
+    if (this.adapters.length === 0) return linear(x, this.weight, { bias: this.bias, act });
+    return tidy(() => {
+      let y = linear(x, this.weight, { bias: this.bias });
+      for (const a of this.adapters) y = add(y, a.forward(x));
+      return act === 'none' ? y : activation(y, act);
+    });
   }
 }
 

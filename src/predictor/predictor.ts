@@ -3,7 +3,8 @@
 // seeds, logs and output encoding behave the same everywhere.
 
 import { type LatentMask, type Resample, decodeRgb, inputBytes, prepareMask, resizeRgb, rgbToChw } from '../images/decode.js';
-import { encodeImage, type OutputFormat, pixelsToRgb } from '../images/encode.js';
+import { join } from 'node:path';
+import { encodeImage, type OutputFormat, type RgbImage, pixelsToRgb } from '../images/encode.js';
 import { type FluxModels, loadModels } from '../models/load.js';
 import { img2img, inpaint } from '../sampling/img2img.js';
 import { randomSeed } from '../sampling/noise.js';
@@ -12,14 +13,25 @@ import { type ImageSizing, type Size, resolveSize, sizeFromImage } from '../samp
 import { type DecodedImage, txt2img } from '../sampling/txt2img.js';
 import type { Backend } from '../tensor/backend.js';
 import { InputValidationError } from './errors.js';
+import { type LoraStepOptions, PredictorLoras } from './loras.js';
 import { type Profile, getProfile, type ProfileName } from './profiles.js';
+import { type ImageSafetyChecker, SafetyChecker, filterImages } from './safety.js';
 import { validateInput } from './validate.js';
 
-export interface PredictorOptions {
+/** LoRA options (ownLora, resolveLora, allowLocalLoras, loraMode, loraToken, ...): src/predictor/loras.ts. */
+export interface PredictorOptions extends LoraStepOptions {
   /** Model folder (diffusers or BFL layout). */
   modelDir: string;
   backend: Backend;
   profile?: ProfileName;
+  /**
+   * The output safety filter (src/predictor/safety.ts): a folder with safety_checker/ and
+   * falconsai/ (default `<modelDir>/safety`), an already built checker, or 'disabled'
+   * (--disable-safety-checker). setup() refuses to start when the weights are missing.
+   */
+  safety?: { dir: string } | { checker: ImageSafetyChecker } | 'disabled';
+  /** hotswap only: false serves the fixed-weights schema (seed 003, no replicate_weights; the LoRA is `ownLora`). */
+  replicateWeights?: boolean;
 }
 
 export interface PredictionFile {
@@ -40,6 +52,8 @@ export interface PredictCallbacks {
   log?: (line: string) => void;
   progress?: (p: { step: number; total: number; itPerSec: number }) => void;
   signal?: AbortSignal | undefined;
+  /** A credential for gated LoRA downloads (passed to resolveLora, never logged). */
+  loraToken?: string | undefined;
 }
 
 const CONTENT_TYPES: Record<OutputFormat, string> = { webp: 'image/webp', jpg: 'image/jpeg', png: 'image/png' };
@@ -47,16 +61,22 @@ const CONTENT_TYPES: Record<OutputFormat, string> = { webp: 'image/webp', jpg: '
 export class Predictor {
   readonly profile: Profile;
   private models: FluxModels | undefined;
+  private safety: ImageSafetyChecker | undefined;
+  private loras: PredictorLoras | undefined;
 
   constructor(readonly opts: PredictorOptions) {
-    this.profile = getProfile(opts.profile ?? 'trainer');
+    this.profile = getProfile(opts.profile ?? 'trainer', { replicateWeights: opts.replicateWeights !== false });
   }
 
   /** Loads the weights (Cog's setup()). */
   setup(log: (line: string) => void = () => {}): void {
     if (this.models) return;
     const t0 = performance.now();
+    const safety = this.opts.safety ?? { dir: join(this.opts.modelDir, 'safety') };
+    if (safety === 'disabled') log('The safety checker is disabled (--disable-safety-checker): outputs are not checked.');
+    else if (!this.safety) this.safety = 'checker' in safety ? safety.checker : SafetyChecker.load(safety.dir, this.opts.backend, log);
     this.models = loadModels(this.opts.modelDir, this.opts.backend);
+    this.loras = new PredictorLoras(this.models.flux, this.opts);
     log(`Loaded ${this.opts.modelDir} (${this.models.layout} layout, ${this.models.variant}) on ${this.opts.backend.name} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
   }
 
@@ -65,12 +85,9 @@ export class Predictor {
     const models = this.models;
     if (!models) throw new Error('Predictor.predict() before setup()');
     const log = cb.log ?? (() => {});
-    const validated = validateInput(this.profile, raw);
+    const validated = validateInput(this.profile, raw, { ownLora: this.opts.ownLora !== undefined });
     const input = validated.input as unknown as Record<string, unknown>;
     const mode = validated.mode;
-    for (const k of ['replicate_weights', 'extra_lora'] as const) {
-      if (input[k]) throw new InputValidationError([{ loc: ['body', 'input', k], msg: `${k}: LoRA loading is not implemented yet`, type: 'value_error' }]);
-    }
     const format = String(input['output_format']) as OutputFormat;
     const t0 = performance.now();
     let size: Size;
@@ -108,7 +125,12 @@ export class Predictor {
     } else {
       log(`Mode: ${mode}; size ${size.width}x${size.height} (aspect_ratio ${String(input['aspect_ratio'])})`);
     }
-    if (!input['disable_safety_checker']) log('The safety checker is not part of this build yet: outputs are not checked.');
+    // LoRAs (main + extra) before sampling: resolved, parsed and fused (or attached) for this prediction.
+    await this.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, backendName: this.opts.backend.name });
+    cb.signal?.throwIfAborted();
+    const checkSafety = this.safety !== undefined && !input['disable_safety_checker'];
+    if (input['disable_safety_checker']) log('Safety checker disabled for this prediction (disable_safety_checker): outputs are not checked.');
+    else if (!this.safety) log('The safety checker is disabled on this server: outputs are not checked.');
     const request = {
       prompt: String(input['prompt']),
       width: size.width,
@@ -135,10 +157,12 @@ export class Predictor {
       const req = { ...request, image: source.image, strength: input['prompt_strength'] as number, startRule: 'diffusers' as const };
       images = source.mask ? await inpaint(models, { ...req, mask: source.mask }, opts) : await img2img(models, req, opts);
     }
+    const rgbs: RgbImage[] = images.map((img) => pixelsToRgb(img.chw, img.height, img.width));
+    // cog-flux postprocess: CompVis + Falconsai; flagged images are dropped, names keep their index.
+    const kept = checkSafety ? await filterImages(this.safety!, rgbs, log) : rgbs.map((_, i) => i);
     const files: PredictionFile[] = [];
-    for (let i = 0; i < images.length; i++) {
-      const img = images[i]!;
-      const data = await encodeImage(pixelsToRgb(img.chw, img.height, img.width), format, input['output_quality'] as number);
+    for (const i of kept) {
+      const data = await encodeImage(rgbs[i]!, format, input['output_quality'] as number);
       files.push({ name: `out-${i}.${format}`, contentType: CONTENT_TYPES[format], data });
     }
     return { files, seed, predictTime: (performance.now() - t0) / 1000 };
@@ -163,7 +187,12 @@ export class Predictor {
   }
 
   dispose(): void {
+    this.loras?.dispose();
+    this.loras = undefined;
     this.models?.dispose();
     this.models = undefined;
+    const s = this.opts.safety;
+    if (!(typeof s === 'object' && 'checker' in s)) this.safety?.dispose(); // an injected checker belongs to the caller
+    this.safety = undefined;
   }
 }

@@ -7,6 +7,10 @@
 //   <dir>/bfl/                  the BFL single-file layout: flux1-tiny.safetensors + ae.safetensors
 //                               + config.json ({flux, ae} like shared/fixtures/bfl-tiny-a), with the
 //                               text encoders and tokenizers beside them
+//   <dir>/safety/               tiny output safety checkers (safety_checker/ = CompVis layout,
+//                               falconsai/ = ViTForImageClassification), each with config.json,
+//                               model.safetensors and preprocessor_config.json; also in bfl/safety/.
+//                               Their thresholds are above any cosine, so nothing is ever flagged.
 //
 // The weights come from the model constructors themselves: a FabricatingSource makes up each
 // tensor a constructor asks for (name and shape), so the files always match the code.
@@ -21,6 +25,16 @@ import { CLIPTextModel, type ClipTextConfig } from '../models/clip.js';
 import { AutoEncoder } from '../models/autoencoder.js';
 import type { AutoEncoderParams, FluxParams } from '../models/flux/config.js';
 import { Flux } from '../models/flux/model.js';
+import {
+  N_CONCEPTS,
+  N_SPECIAL,
+  type SafetyCheckerConfig,
+  StableDiffusionSafetyChecker,
+  ViTForImageClassification,
+  type VitConfig,
+  parseSafetyCheckerConfig,
+  parseVitConfig,
+} from '../models/safety.js';
 import { T5EncoderModel, type T5Config } from '../models/t5.js';
 import { Weights } from '../models/weights.js';
 import { cpuBackend } from '../tensor/cpu/index.js';
@@ -29,7 +43,7 @@ import { numel } from '../tensor/tensor.js';
 import { type TinyTokenizerInfo, writeTinyTokenizers } from './tokenizers.js';
 
 /** Bump when the generated files change; the cache folder is keyed by it. */
-export const TINY_VERSION = 1;
+export const TINY_VERSION = 2;
 const SEED = 20241121;
 
 /** CLIP width of the tiny model (= the transformer's vec_in_dim). */
@@ -293,6 +307,104 @@ const MODEL_INDEX = {
   vae: ['diffusers', 'AutoencoderKL'],
 };
 
+// ---------------------------------------------------------------------------------------------
+// Tiny safety checkers (src/models/safety.ts). The preprocessing stays at 224x224 like the real ones.
+
+/** The tiny CompVis checker's config.json: a CLIPConfig with a 2-layer, 32-wide vision tower. */
+export const TINY_SAFETY_CHECKER_JSON: Record<string, unknown> = Object.freeze({
+  architectures: ['StableDiffusionSafetyChecker'],
+  model_type: 'clip',
+  projection_dim: 16,
+  vision_config: {
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    num_channels: 3,
+    image_size: 224,
+    patch_size: 14,
+    hidden_act: 'quick_gelu',
+    layer_norm_eps: 1e-5,
+  },
+});
+
+/** The tiny Falconsai classifier's config.json (labels as the real one). */
+export const TINY_FALCONSAI_JSON: Record<string, unknown> = Object.freeze({
+  architectures: ['ViTForImageClassification'],
+  model_type: 'vit',
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  num_channels: 3,
+  image_size: 224,
+  patch_size: 16,
+  hidden_act: 'gelu',
+  layer_norm_eps: 1e-12,
+  qkv_bias: true,
+  id2label: { '0': 'normal', '1': 'nsfw' },
+  label2id: { normal: 0, nsfw: 1 },
+});
+
+/** CompVis's feature-extractor/preprocessor_config.json (as cog-flux ships it). */
+export const COMPVIS_PREPROCESSOR_JSON: Record<string, unknown> = Object.freeze({
+  crop_size: 224,
+  do_center_crop: true,
+  do_convert_rgb: true,
+  do_normalize: true,
+  do_resize: true,
+  feature_extractor_type: 'CLIPFeatureExtractor',
+  image_mean: [0.48145466, 0.4578275, 0.40821073],
+  image_std: [0.26862954, 0.26130258, 0.27577711],
+  resample: 3,
+  size: 224,
+});
+
+/** Falconsai/nsfw_image_detection's preprocessor_config.json. */
+export const FALCONSAI_PREPROCESSOR_JSON: Record<string, unknown> = Object.freeze({
+  do_normalize: true,
+  do_rescale: true,
+  do_resize: true,
+  image_mean: [0.5, 0.5, 0.5],
+  image_processor_type: 'ViTImageProcessor',
+  image_std: [0.5, 0.5, 0.5],
+  resample: 2,
+  rescale_factor: 0.00392156862745098,
+  size: { height: 224, width: 224 },
+});
+
+export interface TinySafetyOptions {
+  /** Every CompVis threshold (concept_embeds_weights, special_care_embeds_weights); default 1.5 (never flags: cos <= 1). */
+  threshold?: number;
+  /** Added to the Falconsai classifier's bias for label 1 (nsfw); default 0. */
+  nsfwBias?: number;
+}
+
+/**
+ * Write tiny safety checkers into `dir` (safety_checker/ and falconsai/). With the defaults nothing
+ * is flagged; tests pass `threshold: -1` (every image flagged by CompVis) and a large `nsfwBias`.
+ */
+export function writeTinySafety(dir: string, opts: TinySafetyOptions = {}): void {
+  const scCfg: SafetyCheckerConfig = parseSafetyCheckerConfig(TINY_SAFETY_CHECKER_JSON);
+  const vitCfg: VitConfig = parseVitConfig(TINY_FALCONSAI_JSON);
+  const sc = fabricate('safety_checker', (w) => new StableDiffusionSafetyChecker(scCfg, w));
+  const threshold = opts.threshold ?? 1.5;
+  sc.set('concept_embeds_weights', 'f32', [N_CONCEPTS], new Float32Array(N_CONCEPTS).fill(threshold));
+  sc.set('special_care_embeds_weights', 'f32', [N_SPECIAL], new Float32Array(N_SPECIAL).fill(threshold));
+  const fa = fabricate('falconsai', (w) => new ViTForImageClassification(vitCfg, w));
+  if (opts.nsfwBias) {
+    const b = Float32Array.from(fa.read('classifier.bias') as Float32Array);
+    b[1] = b[1]! + opts.nsfwBias;
+    fa.set('classifier.bias', 'f32', [b.length], b);
+  }
+  writeJson(join(dir, 'safety_checker', 'config.json'), TINY_SAFETY_CHECKER_JSON);
+  writeJson(join(dir, 'safety_checker', 'preprocessor_config.json'), COMPVIS_PREPROCESSOR_JSON);
+  writeSafetensors(join(dir, 'safety_checker', 'model.safetensors'), sc, { format: 'pt' });
+  writeJson(join(dir, 'falconsai', 'config.json'), TINY_FALCONSAI_JSON);
+  writeJson(join(dir, 'falconsai', 'preprocessor_config.json'), FALCONSAI_PREPROCESSOR_JSON);
+  writeSafetensors(join(dir, 'falconsai', 'model.safetensors'), fa, { format: 'pt' });
+}
+
 /** FLUX.1-dev's scheduler_config.json values (flux-spec §3.1: dynamic shifting, mu from the token count). */
 const SCHEDULER_CONFIG = {
   _class_name: 'FlowMatchEulerDiscreteScheduler',
@@ -338,7 +450,8 @@ export function writeTinyModel(dir: string): void {
   writeSafetensors(join(bfl, 'flux1-tiny.safetensors'), flux, { format: 'pt' });
   writeSafetensors(join(bfl, 'ae.safetensors'), ae, { format: 'pt' });
   writeJson(join(bfl, 'config.json'), { flux: TINY_FLUX, ae: TINY_AE });
-  for (const sub of ['text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2']) {
+  writeTinySafety(join(dir, 'safety'));
+  for (const sub of ['text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'safety']) {
     cpSync(join(dir, sub), join(bfl, sub), { recursive: true });
   }
   writeJson(join(dir, 'fluxserve-tiny.json'), { version: TINY_VERSION, seed: SEED });

@@ -5,15 +5,30 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { InputValidationError } from '../../predictor/errors.js';
 import { Predictor } from '../../predictor/predictor.js';
+import { assertSafetyFiles } from '../../predictor/safety.js';
 import { defaultBackend } from '../../tensor/registry.js';
 import { ensureTinyModel } from '../../tiny/generate.js';
 import { type FlagSpec, UsageError, flag, helpText, parseArgs } from '../args.js';
+
+/** --disable-safety-checker / --safety-checker DIR -> the Predictor's `safety` option (shared with serve). */
+export function safetyOption(args: ReturnType<typeof parseArgs>, modelDir: string): { dir: string } | 'disabled' {
+  if (args.bools.has('disable-safety-checker')) {
+    if (flag(args, 'safety-checker') !== undefined) throw new UsageError('--safety-checker and --disable-safety-checker exclude each other');
+    return 'disabled';
+  }
+  const flagged = flag(args, 'safety-checker');
+  const dir = flagged ? resolve(flagged) : resolve(modelDir, 'safety');
+  assertSafetyFiles(dir); // refuse before loading anything (serve would otherwise listen with a failed setup)
+  return { dir };
+}
 
 const FLAGS: FlagSpec[] = [
   { name: 'input', short: 'i', kind: 'string', repeat: true, help: 'an input as key=value (repeatable); key=@path reads a file' },
   { name: 'output', short: 'o', kind: 'string', help: 'output folder (default: ./out)' },
   { name: 'model', short: 'm', kind: 'string', help: 'model folder (diffusers or BFL layout); default: the built-in tiny model' },
   { name: 'profile', short: 'p', kind: 'string', help: 'input profile: trainer (default) or hotswap' },
+  { name: 'safety-checker', kind: 'string', help: 'safety checker folder (safety_checker/ + falconsai/); default: <model>/safety' },
+  { name: 'disable-safety-checker', kind: 'bool', help: 'run without the output safety checker (outputs are not checked)' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
@@ -54,7 +69,8 @@ export async function predictCommand(argv: readonly string[], out: (s: string) =
   if (profile !== 'trainer' && profile !== 'hotswap') throw new UsageError(`--profile must be trainer or hotswap (got ${profile})`);
   const raw = parseInputs(args.flags.get('input') ?? []);
   const outDir = resolve(flag(args, 'output') ?? 'out');
-  const predictor = new Predictor({ modelDir: flag(args, 'model') ?? ensureTinyModel(), backend: defaultBackend(), profile });
+  const modelDir = flag(args, 'model') ?? ensureTinyModel();
+  const predictor = new Predictor({ modelDir, backend: defaultBackend(), profile, safety: safetyOption(args, modelDir) });
   try {
     predictor.setup(err);
     let result;
