@@ -10,6 +10,8 @@ import { FileStore } from './files.js';
 import type { ModelEntry, ServedPredictor } from './predictions.js';
 import { registerReplicateRoutes, versionIdFor } from './replicate.js';
 import { PredictionService } from './service.js';
+import type { InputFetchOptions } from './inputs.js';
+import type { UploadOptions } from './uploads.js';
 import type { WebhookOptions } from './webhooks.js';
 import { openApiDocument } from '../predictor/openapi.js';
 
@@ -43,6 +45,16 @@ export interface ServerOptions {
   /** /v1 models; default: the predictor as `fluxserve/tiny`. */
   readonly models?: readonly ModelConfig[];
   readonly webhooks?: WebhookOptions;
+  /**
+   * Cog's `--upload-url`: every output file (Cog and /v1 predictions) is PUT to
+   * `{uploadUrl}/{basename}` and the output is the uploaded URL (api-compat.md A.15).
+   */
+  readonly uploadUrl?: string | undefined;
+  readonly upload?: UploadOptions;
+  /** Limits on downloading http(s) file inputs (size, deadline, redirects). */
+  readonly inputFetch?: InputFetchOptions;
+  /** SSE keep-alive comment interval (15 s). */
+  readonly sseKeepAliveMs?: number;
   /** WEBHOOK_AUTH_TOKEN. */
   readonly webhookAuthToken?: string | undefined;
   readonly maxHistory?: number;
@@ -81,6 +93,15 @@ function modelEntries(opts: ServerOptions): ModelEntry[] {
 }
 
 export function buildServer(opts: ServerOptions): FastifyInstance {
+  if (opts.uploadUrl !== undefined) {
+    let u: URL | undefined;
+    try {
+      u = new URL(opts.uploadUrl);
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new Error(`upload URL must be an http or https URL (got '${opts.uploadUrl}')`);
+  }
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 110 * 1024 * 1024, forceCloseConnections: 'idle' });
   const service = new PredictionService({
     predictor: opts.predictor,
@@ -91,6 +112,10 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     ...(opts.maxHistory !== undefined ? { maxHistory: opts.maxHistory } : {}),
     ...(opts.shutdownGraceMs !== undefined ? { shutdownGraceMs: opts.shutdownGraceMs } : {}),
     files: new FileStore(),
+    uploadUrl: opts.uploadUrl,
+    ...(opts.upload !== undefined ? { upload: opts.upload } : {}),
+    ...(opts.inputFetch !== undefined ? { inputFetch: opts.inputFetch } : {}),
+    ...(opts.sseKeepAliveMs !== undefined ? { sseKeepAliveMs: opts.sseKeepAliveMs } : {}),
     log: (msg) => app.log.warn(msg),
   });
   app.decorate('predictions', service);

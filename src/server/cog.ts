@@ -10,6 +10,7 @@ import { openApiDocument } from '../predictor/openapi.js';
 import type { Profile } from '../predictor/profiles.js';
 import { validateInput } from '../predictor/validate.js';
 import { newId } from './files.js';
+import { InputFetchError, fileFields, hasUrlInputs } from './inputs.js';
 import { cogView } from './predictions.js';
 import { QueueRefusal } from './queue.js';
 import type { PredictionService } from './service.js';
@@ -125,6 +126,20 @@ export function registerCogRoutes(app: FastifyInstance, service: PredictionServi
       throw e;
     }
     const rawInput = isObject(body['input']) ? body['input'] : {};
+    let predictInput = rawInput;
+    if (hasUrlInputs(fileFields(opts.profile), rawInput)) {
+      // Cog answers 409 before doing any work; downloading first would only waste it.
+      if (service.queue.full) return reply.code(409).send({ error: 'At capacity - all prediction slots busy', status: 'failed' });
+      try {
+        predictInput = await service.fetchUrlInputs(opts.profile, rawInput);
+      } catch (e) {
+        if (e instanceof InputFetchError) {
+          return reply.code(422).send({ detail: e.failures.map((f) => ({ loc: ['body', 'input', f.field], msg: f.message, type: 'value_error' })) });
+        }
+        if (service.isShuttingDown) return reply.code(503).send({ error: 'The server is shutting down', status: 'failed' });
+        throw e;
+      }
+    }
     const createdAt = typeof body['created_at'] === 'string' && !Number.isNaN(Date.parse(body['created_at'])) ? new Date(body['created_at']) : undefined;
 
     let p;
@@ -135,7 +150,7 @@ export function registerCogRoutes(app: FastifyInstance, service: PredictionServi
           source: 'cog',
           predictor: service.predictor,
           input: validated.input as Record<string, unknown>,
-          predictInput: rawInput,
+          predictInput,
           outputMode: { kind: 'data-uri' },
           createdAt,
           webhook: hook.webhook,
@@ -167,6 +182,15 @@ export function registerCogRoutes(app: FastifyInstance, service: PredictionServi
 
   app.post<{ Params: { prediction_id: string } }>('/predictions/:prediction_id/cancel', async (req, reply) => {
     return service.cancel(req.params.prediction_id) ? reply.code(200).send({}) : reply.code(404).send({});
+  });
+
+  // Not in Cog: the prediction's progress as server-sent events, while it is in flight (Cog forgets
+  // a prediction once it has finished). Events: log, progress, output, error, done (see events.ts).
+  app.get<{ Params: { prediction_id: string } }>('/predictions/:prediction_id/stream', async (req, reply) => {
+    const p = service.inFlightPrediction(req.params.prediction_id);
+    if (!p) return reply.code(404).send({});
+    service.streamEvents(p, reply, req.headers['last-event-id']);
+    return reply;
   });
 
   app.post('/shutdown', async (_req, reply) => {

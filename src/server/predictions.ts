@@ -5,6 +5,8 @@
 import type { PredictCallbacks, PredictionResult } from '../predictor/predictor.js';
 import type { InputValidationError } from '../predictor/errors.js';
 import type { Profile } from '../predictor/profiles.js';
+import { EventLog } from './events.js';
+import { newId } from './files.js';
 import type { WebhookEvent, WebhookSender } from './webhooks.js';
 
 /** What the server needs of a predictor (src/predictor/predictor.ts `Predictor` is one). */
@@ -53,6 +55,10 @@ export class Prediction {
   view: () => Record<string, unknown> = () => cogView(this);
   /** Ids of output files in the server's FileStore (URL outputs). */
   readonly outputFileIds: string[] = [];
+  /** Progress, logs and outputs as server-sent events (history for late subscribers). */
+  readonly events = new EventLog();
+  /** The capability in `urls.stream` (the official client fetches it without the API token). */
+  readonly streamKey = newId();
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -151,7 +157,7 @@ export function apiView(p: Prediction, o: ApiViewOptions): Record<string, unknow
     started_at: iso(p.startedAt),
     completed_at: iso(p.completedAt),
     metrics: metrics(p, true),
-    urls: { get, cancel: `${get}/cancel`, web: get },
+    urls: { get, cancel: `${get}/cancel`, web: get, stream: `${o.baseUrl}/v1/streams/${p.streamKey}` },
   });
   if (p.webhookUrl !== undefined) body['webhook'] = p.webhookUrl;
   if (p.webhookEvents !== undefined) body['webhook_events_filter'] = p.webhookEvents;

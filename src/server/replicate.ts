@@ -11,6 +11,7 @@ import { openApiDocument } from '../predictor/openapi.js';
 import { validateInput } from '../predictor/validate.js';
 import { parseWebhook } from './cog.js';
 import { type StoredFile, dataUri, newId } from './files.js';
+import { InputFetchError } from './inputs.js';
 import { type ModelEntry, type Prediction, apiView, modelRef } from './predictions.js';
 import { QueueRefusal } from './queue.js';
 import type { PredictionService } from './service.js';
@@ -193,6 +194,17 @@ export function registerReplicateRoutes(app: FastifyInstance, service: Predictio
       const invalid = e.detail.map((d) => ({ type: d.type, field: d.loc.slice(1).join('.'), description: d.msg }));
       return problem(reply, 422, 'Input validation failed', e.detail.map((d) => `- ${d.msg}`).join('\n'), { invalid_fields: invalid });
     }
+    let predictInput: Body;
+    try {
+      predictInput = await service.fetchUrlInputs(model.predictor.profile, resolved.input);
+    } catch (e) {
+      if (e instanceof InputFetchError) {
+        const invalid = e.failures.map((f) => ({ type: 'file_fetch_failed', field: `input.${f.field}`, description: f.message }));
+        return problem(reply, 422, 'Input validation failed', e.failures.map((f) => `- ${f.message}`).join('\n'), { invalid_fields: invalid });
+      }
+      if (service.isShuttingDown) return problem(reply, 503, 'Service Unavailable', 'The server is shutting down');
+      throw e;
+    }
 
     let p: Prediction;
     try {
@@ -203,7 +215,7 @@ export function registerReplicateRoutes(app: FastifyInstance, service: Predictio
           predictor: model.predictor,
           model,
           input: body['input'],
-          predictInput: resolved.input,
+          predictInput,
           outputMode: opts.outputs === 'url' ? { kind: 'url', baseUrl: base } : { kind: 'data-uri' },
           webhook: hook.webhook,
           webhookEvents: hook.events,
@@ -286,6 +298,15 @@ export function registerReplicateRoutes(app: FastifyInstance, service: Predictio
         const p = service.apiPrediction(req.params.id);
         if (!p) return problem(reply, 404, 'Not found', 'Prediction not found');
         return apiView(p, { baseUrl: baseUrlOf(req, opts.publicBaseUrl) });
+      });
+
+      // The prediction's events (log, progress, output, error, done) as server-sent events, with the
+      // API token; `urls.stream` is the same stream without it (see below).
+      v1.get<{ Params: { id: string } }>('/predictions/:id/stream', async (req, reply) => {
+        const p = service.apiPrediction(req.params.id);
+        if (!p) return problem(reply, 404, 'Not found', 'Prediction not found');
+        service.streamEvents(p, reply, req.headers['last-event-id']);
+        return reply;
       });
 
       v1.post<{ Params: { id: string } }>('/predictions/:id/cancel', async (req, reply) => {
@@ -415,6 +436,15 @@ export function registerReplicateRoutes(app: FastifyInstance, service: Predictio
     },
     { prefix: '/v1' },
   );
+
+  // `urls.stream`: the official client's stream() fetches it without the API token (api-compat.md
+  // C.8), so the URL itself is the credential (a random key per prediction), like the output URLs.
+  app.get<{ Params: { key: string } }>('/v1/streams/:key', async (req, reply) => {
+    const p = service.predictionByStreamKey(req.params.key);
+    if (!p) return problem(reply, 404, 'Not found', 'Stream not found');
+    service.streamEvents(p, reply, req.headers['last-event-id']);
+    return reply;
+  });
 
   // Output files by URL: no auth, like Replicate's delivery URLs (the JS client's FileOutput fetches
   // them without the token); the ids are 130 random bits.

@@ -2,10 +2,15 @@
 // queue, runs them (status, logs, outputs, webhooks), cancels them, remembers /v1 predictions for
 // GET and listing, and shuts down without leaving anything `processing`.
 
+import type { FastifyReply } from 'fastify';
 import { InputValidationError } from '../predictor/errors.js';
+import type { Profile } from '../predictor/profiles.js';
+import { serveEventStream } from './events.js';
 import { type StoredFile, FileStore, dataUri } from './files.js';
+import { type InputFetchOptions, fetchFileInputs, fileFields } from './inputs.js';
 import { type ModelEntry, type OutputMode, type ServedPredictor, Prediction, apiView, cogView } from './predictions.js';
 import { type DropReason, type QueueJob, PredictionQueue, within } from './queue.js';
+import { FileUploadError, type UploadOptions, uploadFile } from './uploads.js';
 import { type WebhookEvent, type WebhookOptions, WEBHOOK_EVENTS, WebhookSender } from './webhooks.js';
 
 export type HealthStatus = 'STARTING' | 'READY' | 'BUSY' | 'SETUP_FAILED';
@@ -28,6 +33,13 @@ export interface ServiceOptions {
   /** How long shutdown lets running predictions finish before aborting them; 0 (abort at once). */
   readonly shutdownGraceMs?: number;
   readonly files?: FileStore;
+  /** Cog's `--upload-url`: output files of every prediction are PUT under it (api-compat.md A.15). */
+  readonly uploadUrl?: string | undefined;
+  readonly upload?: UploadOptions;
+  /** Limits on downloading http(s) file inputs. */
+  readonly inputFetch?: InputFetchOptions;
+  /** SSE keep-alive comment interval (15 s). */
+  readonly sseKeepAliveMs?: number;
   /** Server-side messages (never contains tokens). */
   readonly log?: (msg: string) => void;
 }
@@ -64,6 +76,10 @@ export class PredictionService {
   private shuttingDown = false;
   private setupPromise: Promise<void> | undefined;
   private readonly pendingWebhooks = new Set<Promise<void>>();
+  /** Open SSE responses (ended at shutdown if still open). */
+  private readonly streams = new Set<() => void>();
+  /** Aborts input downloads still running at shutdown. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly opts: ServiceOptions) {
     this.queue = new PredictionQueue({ concurrency: opts.concurrency ?? 1, maxQueue: opts.maxQueue ?? 64 });
@@ -156,6 +172,38 @@ export class PredictionService {
     return p;
   }
 
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  /** A /v1 prediction by the key in its `urls.stream`. */
+  predictionByStreamKey(key: string): Prediction | undefined {
+    for (const p of this.history.values()) if (p.streamKey === key) return p;
+    return undefined;
+  }
+
+  /** SSE responses currently open. */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Serves `p`'s events on `reply` until `done`, the client leaving, or shutdown. */
+  streamEvents(p: Prediction, reply: FastifyReply, lastEventId: string | string[] | undefined): void {
+    let end: (() => void) | undefined;
+    let ended = false;
+    const onEnd = () => {
+      ended = true;
+      if (end) this.streams.delete(end);
+    };
+    end = serveEventStream(reply, p.events, lastEventId, { ...(this.opts.sseKeepAliveMs !== undefined ? { keepAliveMs: this.opts.sseKeepAliveMs } : {}), onEnd });
+    if (!ended) this.streams.add(end);
+  }
+
+  /** http(s) URLs in the profile's file fields, downloaded into data: URIs (throws InputFetchError). */
+  fetchUrlInputs(profile: Profile<unknown>, input: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return fetchFileInputs(fileFields(profile), input, { userAgent: this.opts.webhooks?.userAgent ?? 'fluxserve', ...this.opts.inputFetch }, this.stopping.signal);
+  }
+
   /** Cancels an unfinished prediction: it is `canceled` at once; the slot frees when predict() stops. */
   cancel(id: string): boolean {
     const p = this.inFlight.get(id);
@@ -169,10 +217,12 @@ export class PredictionService {
   async shutdown(): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    this.stopping.abort(new Error('The server is shutting down'));
     await this.queue.shutdown(this.opts.shutdownGraceMs ?? 0, 10_000);
     for (const p of [...this.inFlight.values()]) {
       this.complete(p, 'failed', 'The server shut down while the prediction was running');
     }
+    for (const end of [...this.streams]) end();
     await within(Promise.all([...this.pendingWebhooks]), 10_000);
   }
 
@@ -187,16 +237,30 @@ export class PredictionService {
         signal,
         log: (line) => {
           p.logLines.push(line);
+          p.events.emit('log', line);
           p.webhook?.notify('logs', view());
+        },
+        progress: ({ step, total }) => {
+          p.events.emit('progress', JSON.stringify({ step, total }));
         },
       });
       if (p.terminal) return;
       p.predictTime = result.predictTime;
-      p.output = result.files.map((f) => this.encodeOutput(p, f));
+      const output: string[] = [];
+      for (const f of result.files) output.push(await this.encodeOutput(p, f, signal));
+      if (p.terminal) return;
+      p.output = output;
+      for (const o of output) p.events.emit('output', o);
       p.webhook?.notify('output', view());
       this.complete(p, 'succeeded', null);
     } catch (e) {
       if (p.terminal) return;
+      if (e instanceof FileUploadError && !signal.aborted) {
+        p.logLines.push(`Error uploading output files: ${e.detail}`);
+        p.events.emit('log', p.logLines.at(-1)!);
+        this.complete(p, 'failed', e.message);
+        return;
+      }
       if (signal.aborted) {
         if (this.shuttingDown) this.complete(p, 'failed', 'The server shut down while the prediction was running');
         else this.complete(p, 'canceled', null);
@@ -209,7 +273,10 @@ export class PredictionService {
     }
   }
 
-  private encodeOutput(p: Prediction, f: { name: string; contentType: string; data: Buffer }): string {
+  private async encodeOutput(p: Prediction, f: { name: string; contentType: string; data: Buffer }, signal: AbortSignal): Promise<string> {
+    if (this.opts.uploadUrl !== undefined) {
+      return uploadFile(this.opts.uploadUrl, f, p.id, signal, { userAgent: this.opts.webhooks?.userAgent ?? 'fluxserve', ...this.opts.upload });
+    }
     if (p.outputMode.kind === 'data-uri') return dataUri(f.contentType, f.data);
     const stored = this.files.add({ kind: 'output', name: f.name, contentType: f.contentType, data: f.data });
     p.outputFileIds.push(stored.id);
@@ -219,6 +286,8 @@ export class PredictionService {
   private complete(p: Prediction, status: 'succeeded' | 'failed' | 'canceled', error: string | null): void {
     if (!p.finish(status, error)) return;
     this.inFlight.delete(p.id);
+    if (status === 'failed') p.events.emit('error', JSON.stringify({ detail: p.error }));
+    p.events.emit('done', JSON.stringify(status === 'succeeded' ? {} : { reason: status === 'failed' ? 'error' : 'canceled' }));
     if (p.webhook) {
       const sent = p.webhook.complete(p.view());
       this.pendingWebhooks.add(sent);

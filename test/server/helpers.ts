@@ -228,3 +228,89 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, ms = 60_
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+export interface SseEvent {
+  readonly id: string | undefined;
+  readonly event: string;
+  readonly data: string;
+}
+
+/**
+ * Reads a server-sent event stream until the server ends it (or `stopWhen` says so, then the
+ * connection is dropped). `onEvent` sees each event as it arrives.
+ */
+export async function readSse(
+  url: string,
+  opts: { headers?: Record<string, string>; signal?: AbortSignal; onEvent?: (e: SseEvent) => void; stopWhen?: (e: SseEvent) => boolean } = {},
+): Promise<{ status: number; contentType: string | null; events: SseEvent[] }> {
+  const ac = new AbortController();
+  opts.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+  const res = await fetch(url, { headers: { accept: 'text/event-stream', ...opts.headers }, signal: ac.signal });
+  const events: SseEvent[] = [];
+  if (!res.ok || !res.body) {
+    await res.body?.cancel();
+    return { status: res.status, contentType: res.headers.get('content-type'), events };
+  }
+  const decoder = new TextDecoder();
+  let buf = '';
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let sep: number;
+      while ((sep = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, sep);
+        buf = buf.slice(sep + 2);
+        let id: string | undefined;
+        let event = 'message';
+        const data: string[] = [];
+        for (const line of frame.split('\n')) {
+          if (line.startsWith(':')) continue;
+          const i = line.indexOf(':');
+          const field = i < 0 ? line : line.slice(0, i);
+          const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+          if (field === 'id') id = value;
+          else if (field === 'event') event = value;
+          else if (field === 'data') data.push(value);
+        }
+        if (data.length === 0 && id === undefined) continue;
+        const e = { id, event, data: data.join('\n') };
+        events.push(e);
+        opts.onEvent?.(e);
+        if (opts.stopWhen?.(e)) {
+          ac.abort();
+          return { status: res.status, contentType: res.headers.get('content-type'), events };
+        }
+      }
+    }
+  } catch (e) {
+    if (!ac.signal.aborted) throw e;
+  }
+  return { status: res.status, contentType: res.headers.get('content-type'), events };
+}
+
+/** A loopback HTTP server answering with `handler`; records every request it got. */
+export async function localServer(
+  handler: (req: IncomingMessage, body: Buffer, res: import('node:http').ServerResponse) => void,
+): Promise<{ url: string; requests: { method: string; url: string; headers: IncomingMessage['headers']; body: Buffer }[]; close(): Promise<void> }> {
+  const requests: { method: string; url: string; headers: IncomingMessage['headers']; body: Buffer }[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      handler(req, body, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -8,7 +8,7 @@ const BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 describe('fluxserve serve', () => {
   it('listens, serves health-check and /v1 with the token, and exits 0 after POST /shutdown', async () => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--token', 'cli-secret'], {
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--token', 'cli-secret', '--upload-url', 'http://127.0.0.1:9/uploads'], {
       env: { ...process.env, FLUXSERVE_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -53,5 +53,14 @@ describe('fluxserve serve', () => {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     assert.equal(code, 2);
     assert.match(stderr, /--port must be an integer/);
+  });
+
+  it('rejects an --upload-url that is not http(s)', async () => {
+    const child = spawn(process.execPath, [BIN, 'serve', '--upload-url', 'ftp://example.com/x'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 2);
+    assert.match(stderr, /--upload-url must be an http or https URL/);
   });
 });

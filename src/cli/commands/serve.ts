@@ -1,4 +1,4 @@
-// `fluxserve serve [--port N] [--host H] [--profile trainer|hotswap] [--model DIR] [--token T]`:
+// `fluxserve serve [--port N] [--host H] [--profile trainer|hotswap] [--model DIR] [--token T] [--upload-url URL]`:
 // the prediction server (Cog API at /, Replicate API at /v1) on one loaded model; the built-in tiny
 // model when no --model is given. PORT env sets the default port (5000, as Cog).
 
@@ -8,6 +8,7 @@ import { buildServer } from '../../server/app.js';
 import { defaultBackend } from '../../tensor/registry.js';
 import { ensureTinyModel } from '../../tiny/generate.js';
 import { type FlagSpec, UsageError, flag, helpText, parseArgs } from '../args.js';
+import { safetyOption } from './predict.js';
 
 const FLAGS: FlagSpec[] = [
   { name: 'port', kind: 'string', help: 'port to listen on (default: $PORT, else 5000)' },
@@ -17,8 +18,11 @@ const FLAGS: FlagSpec[] = [
   { name: 'name', kind: 'string', help: 'owner/name the /v1 API serves the model as (default fluxserve/tiny, or local/<folder>)' },
   { name: 'token', kind: 'string', help: 'require Authorization: Bearer TOKEN on /v1 (default: $FLUXSERVE_API_TOKEN, else open)' },
   { name: 'public-url', kind: 'string', help: 'absolute URL clients reach the server at; /v1 outputs become URLs under it' },
+  { name: 'upload-url', kind: 'string', help: 'PUT output files to URL/<name> and return their URLs (as Cog does)' },
   { name: 'concurrency', kind: 'string', help: 'predictions at once (default 1)' },
   { name: 'max-queue', kind: 'string', help: '/v1 predictions that may wait for a slot (default 64)' },
+  { name: 'safety-checker', kind: 'string', help: 'safety checker folder (safety_checker/ + falconsai/); default: <model>/safety' },
+  { name: 'disable-safety-checker', kind: 'bool', help: 'run without the output safety checker (outputs are not checked)' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
@@ -49,7 +53,10 @@ export async function serveCommand(argv: readonly string[], out: (s: string) => 
   const concurrency = intFlag(flag(args, 'concurrency'), 'concurrency', 1, 64);
   const maxQueue = intFlag(flag(args, 'max-queue'), 'max-queue', 0, 100_000);
 
-  const predictor = new Predictor({ modelDir, backend: defaultBackend(), profile });
+  const uploadUrl = flag(args, 'upload-url');
+  if (uploadUrl !== undefined && !/^https?:\/\/[^/]/i.test(uploadUrl)) throw new UsageError(`--upload-url must be an http or https URL (got ${uploadUrl})`);
+
+  const predictor = new Predictor({ modelDir, backend: defaultBackend(), profile, safety: safetyOption(args, modelDir) });
   let stopped!: () => void;
   const done = new Promise<void>((r) => (stopped = r));
   const app = buildServer({
@@ -57,6 +64,7 @@ export async function serveCommand(argv: readonly string[], out: (s: string) => 
     models: [{ name }],
     auth: token,
     publicBaseUrl: flag(args, 'public-url'),
+    uploadUrl,
     webhookAuthToken: process.env['WEBHOOK_AUTH_TOKEN'] || undefined,
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(maxQueue !== undefined ? { maxQueue } : {}),
