@@ -3,6 +3,7 @@
 
 import type { Backend } from './backend.js';
 import { cpuBackend } from './cpu/index.js';
+import { cudaAddonWasBuilt, cudaUnavailableReason, loadCudaBackend } from './cuda/index.js';
 
 const BACKEND_NAMES = ['cpu', 'cuda'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -15,8 +16,31 @@ export function registerBackend(be: Backend): void {
   if (!extra.some((b) => b.name === be.name)) extra.push(be);
 }
 
+let cudaTried = false;
+
+/**
+ * Try the CUDA addon once (not when FLUXSERVE_BACKEND=cpu). Silent when no addon was built; when
+ * one was built but cannot be used and the backend is chosen automatically, says once why, except
+ * under the test runner (docs/gpu.md).
+ */
+function tryCuda(): void {
+  if (cudaTried) return;
+  cudaTried = true;
+  if (process.env['FLUXSERVE_BACKEND'] === 'cpu') return;
+  const be = loadCudaBackend();
+  if (be) {
+    registerBackend(be);
+    return;
+  }
+  const auto = (process.env['FLUXSERVE_BACKEND'] ?? '') === '';
+  if (auto && cudaAddonWasBuilt() && process.env['NODE_TEST_CONTEXT'] === undefined) {
+    process.stderr.write(`CUDA backend unavailable: ${cudaUnavailableReason()}; using the CPU backend\n`);
+  }
+}
+
 /** Every usable backend, CPU first. */
 export function availableBackends(): Backend[] {
+  tryCuda();
   return [cpuBackend, ...extra];
 }
 
@@ -32,8 +56,9 @@ export function defaultBackend(env: NodeJS.ProcessEnv = process.env): Backend {
   }
   const be = all.find((b) => b.name === want);
   if (!be) {
+    const why = want === 'cuda' ? `: CUDA backend unavailable: ${cudaUnavailableReason() ?? 'not loaded'}` : '';
     throw new Error(
-      `FLUXSERVE_BACKEND=${want}, but the ${want} backend is not available in this process (available: ${all.map((b) => b.name).join(', ')})`,
+      `FLUXSERVE_BACKEND=${want}, but the ${want} backend is not available in this process (available: ${all.map((b) => b.name).join(', ')})${why}`,
     );
   }
   return be;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The device session's one command (docs/gpu.md has the exact `run` call). Runs from the repo root
+# on the GPU machine with dist/ (built here by `npx tsc -p .`) and .device/ (node.xz, see below)
+# carried; writes every log to $OUT (or ./out-device when $OUT is unset). Steps, each logged and
+# timed, none stopping the next:
+#   0. environment: nvidia-smi, nvcc, python/torch, whether node exists
+#   1. node: the image's own if present, else the carried .device/node.xz unpacked to /tmp
+#   2. build the addon with cuBLASLt from the Python nvidia.cublas package (falls back to the
+#      carried build/ if the build fails)
+#   3. op tests on every backend (the CUDA backend registers, so each op test runs on it too)
+#   4. reference check on the GPU (FLUXSERVE_BACKEND=cuda)
+#   5. bench placeholder (GEMM/attention timings, allocator peak)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/out-device}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+step() { # step NAME LOGFILE cmd...
+  local name="$1" log="$OUT/$2"; shift 2
+  local t0=$SECONDS
+  "$@" > "$log" 2>&1
+  local rc=$?
+  note "[$name] rc=$rc $((SECONDS - t0))s (log: $(basename "$log"))"
+  return $rc
+}
+
+{
+  echo "== uname"; uname -a
+  echo "== nvidia-smi"; nvidia-smi 2>&1 | head -20
+  echo "== nvcc"; command -v nvcc && nvcc --version | tail -2
+  echo "== python/torch"; python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1
+  echo "== nvidia.cublas"; python3 -c "import nvidia.cublas as m; print(list(m.__path__))" 2>&1
+  echo "== node on the image"; command -v node && node -v || echo "no node on PATH"
+  echo "== nproc"; nproc
+} > "$OUT/env.txt" 2>&1
+note "env: $(grep -A1 '== node on the image' "$OUT/env.txt" | tail -1)"
+
+# 1. node
+NODE=""
+if command -v node >/dev/null 2>&1; then NODE=$(command -v node); fi
+if [ -z "$NODE" ] && [ -f .device/node.xz ]; then
+  xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && NODE=/tmp/node
+fi
+if [ -z "$NODE" ] && [ -f .device/node ]; then NODE=.device/node; fi
+if [ -z "$NODE" ] || ! "$NODE" -v >/dev/null 2>&1; then
+  note "no usable node (neither on the image nor carried as .device/node.xz); only the native build can run"
+  NODE=""
+fi
+[ -n "$NODE" ] && note "node: $NODE $("$NODE" -v)"
+export PATH="$(dirname "${NODE:-/usr/bin/node}"):$PATH"
+
+# Node's headers: the carried copy (.device/include/node) when the image has none
+[ -d .device/include/node ] && export NODE_INCLUDE_DIR="${NODE_INCLUDE_DIR:-$PWD/.device/include/node}"
+
+# 2. build
+[ -f build/fluxserve_cuda.node ] && cp build/fluxserve_cuda.node /tmp/fluxserve_cuda.carried.node
+if [ "${FXS_SKIP_BUILD:-0}" = 1 ]; then note "build skipped (FXS_SKIP_BUILD=1, local dry run)"; : > "$OUT/build.log"
+else step build build.log env JOBS=16 bash scripts/build-native.sh; fi
+if [ ! -f build/fluxserve_cuda.node ] && [ -f /tmp/fluxserve_cuda.carried.node ]; then
+  cp /tmp/fluxserve_cuda.carried.node build/fluxserve_cuda.node
+  note "build failed; using the carried addon (no cuBLASLt)"
+fi
+grep -E "cuBLASLt|wrote" "$OUT/build.log" | tee -a "$SUMMARY"
+
+if [ -n "$NODE" ] && [ -d dist/src ]; then
+  # the dist/ carried was compiled here; addon load check first
+  step load load.log "$NODE" -e "import('./dist/src/tensor/cuda/index.js').then(m=>{const b=m.loadCudaBackend(); console.log(b ? 'loaded: '+m.cudaDeviceDescription() : 'NOT loaded: '+m.cudaUnavailableReason()); process.exit(b?0:1)})"
+  cat "$OUT/load.log" | tee -a "$SUMMARY"
+  # 3. op tests (every backend; failures name the backend in brackets)
+  step op-tests op-tests.log "$NODE" scripts/run-tests.mjs tensor
+  grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/op-tests.log" | head -40 | tee -a "$SUMMARY"
+  # 4. reference check on the GPU
+  step reference-check reference-check.log env FLUXSERVE_BACKEND=cuda "$NODE" scripts/gpu-check.mjs reference-check test/fixtures/bfl-tiny-a
+  tail -5 "$OUT/reference-check.log" | tee -a "$SUMMARY"
+  # 5. bench placeholder
+  step bench bench.log env FLUXSERVE_BACKEND=cuda timeout 240 "$NODE" scripts/gpu-check.mjs bench
+  cat "$OUT/bench.log" | tee -a "$SUMMARY"
+else
+  note "skipped node steps (node: '${NODE}', dist/: $([ -d dist/src ] && echo present || echo missing))"
+fi
+note "done"
