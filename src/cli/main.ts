@@ -14,11 +14,11 @@ const USAGE = `usage: fluxserve <command> [options]
 commands:
   predict -i key=value ... [-o DIR] [--model DIR]   run one prediction (trainer or hotswap inputs), print the output paths
   schema [--profile trainer|hotswap]                print the profile's OpenAPI document (Cog layout)
-  serve [--port N] [--model DIR] [--token T]        run the prediction server (Cog API at /, Replicate API at /v1)
+  serve [--config F] [--port N] [--model DIR]       run the prediction server (Cog API at /, Replicate API at /v1)
   tiny [--out DIR]                                  write the built-in tiny model, print its folder
   debug reference-check DIR                         check the model code against a BFL fixture folder
   lora merge --base F --lora F[:S] ... --out F      fuse LoRAs into a base transformer checkpoint
-  lora inspect FILE [--base F]                      describe a LoRA file (format, rank, modules)
+  lora inspect FILE|REF [--base F]                  describe a LoRA file or reference (format, rank, modules)
 
 Run 'fluxserve <command> --help' for a command's options.
 `;

@@ -62,6 +62,11 @@ export interface LoraStepContext {
   /** A per-request credential for the resolver; overrides LoraStepOptions.loraToken. */
   readonly token?: string | undefined;
   readonly backendName: string;
+  /**
+   * The LoRA of the model this prediction runs as (a per-model view on a shared ModelHost); when
+   * the key is present it replaces LoraStepOptions.ownLora, even when undefined.
+   */
+  readonly ownLora?: OwnLora | undefined;
 }
 
 interface Wanted {
@@ -110,6 +115,8 @@ export class PredictorLoras {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly cacheLimit: number;
   private readonly basic: LoraResolver;
+  /** For the model's own LoRA (server configuration, trusted): local paths always accepted. */
+  private readonly basicOwn: LoraResolver;
   /** Counters for logs and tests. */
   readonly stats = { resolved: 0, parsed: 0, cacheHits: 0 };
 
@@ -121,13 +128,14 @@ export class PredictorLoras {
     this.target = this.manager.target;
     this.cacheLimit = opts.loraCacheBytes ?? 1024 ** 3;
     this.basic = basicLoraResolver({ allowLocal: opts.allowLocalLoras === true, ...(opts.loraDataDir ? { dataDir: opts.loraDataDir } : {}) });
+    this.basicOwn = basicLoraResolver({ allowLocal: true, ...(opts.loraDataDir ? { dataDir: opts.loraDataDir } : {}) });
   }
 
   /** The LoRAs a validated input asks for, in order (main, extra). */
-  wanted(input: Readonly<Record<string, unknown>>, log: (line: string) => void): Wanted[] {
+  wanted(input: Readonly<Record<string, unknown>>, log: (line: string) => void, ownLora: OwnLora | undefined = this.opts.ownLora): Wanted[] {
     const out: Wanted[] = [];
     const loraScale = typeof input['lora_scale'] === 'number' ? input['lora_scale'] : 1;
-    const own = this.opts.ownLora;
+    const own = ownLora;
     if (present(input['replicate_weights'])) {
       out.push({ field: 'replicate_weights', ref: input['replicate_weights'], scale: loraScale, label: 'replicate_weights' });
     } else if (own && present(own.ref)) {
@@ -149,7 +157,7 @@ export class PredictorLoras {
     const token = ctx.token ?? this.opts.loraToken;
     const secrets = [token];
     const log = (line: string) => ctx.log(redactText(line, secrets));
-    const wanted = this.wanted(input, log);
+    const wanted = this.wanted(input, log, 'ownLora' in ctx ? ctx.ownLora : this.opts.ownLora);
     this.goFastNote(input, wanted, log, ctx.backendName);
 
     const entries: LoraEntry[] = [];
@@ -210,7 +218,8 @@ export class PredictorLoras {
     secrets: readonly (string | undefined)[],
     signal: AbortSignal | undefined,
   ): Promise<{ path: string; id: string; source: string }> {
-    const resolver = basicRefKind(w.ref) !== undefined || !this.opts.resolveLora ? this.basic : this.opts.resolveLora;
+    const basic = w.field === undefined ? this.basicOwn : this.basic;
+    const resolver = basicRefKind(w.ref) !== undefined || !this.opts.resolveLora ? basic : this.opts.resolveLora;
     let path: string;
     let source: string;
     try {

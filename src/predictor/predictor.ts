@@ -1,6 +1,12 @@
-// The predictor: one loaded model, one profile, and `predict(rawInput)` -> output files. The CLI
-// and (later) the HTTP server and queue workers all go through this class, so validation, sizes,
-// seeds, logs and output encoding behave the same everywhere.
+// The predictor: one profile (and the model's own LoRA) over a loaded model, and
+// `predict(rawInput)` -> output files. The CLI, the HTTP server and (later) queue workers all go
+// through this class, so validation, sizes, seeds, logs and output encoding behave the same
+// everywhere.
+//
+// ModelHost owns what is loaded once: the four networks, the safety checker and the LoRA state.
+// Several Predictors (the server's registered models: one per fine-tune) can share one host; each
+// brings its profile and own LoRA, and the host runs their predictions one at a time, swapping
+// LoRAs between them. A Predictor built without a host gets a private one (the CLI, most tests).
 
 import { type LatentMask, type Resample, decodeRgb, inputBytes, prepareMask, resizeRgb, rgbToChw } from '../images/decode.js';
 import { join } from 'node:path';
@@ -13,25 +19,39 @@ import { type ImageSizing, type Size, resolveSize, sizeFromImage } from '../samp
 import { type DecodedImage, txt2img } from '../sampling/txt2img.js';
 import type { Backend } from '../tensor/backend.js';
 import { InputValidationError } from './errors.js';
-import { type LoraStepOptions, PredictorLoras } from './loras.js';
+import { type LoraStepOptions, type OwnLora, PredictorLoras } from './loras.js';
 import { type Profile, getProfile, type ProfileName } from './profiles.js';
 import { type ImageSafetyChecker, SafetyChecker, filterImages } from './safety.js';
 import { validateInput } from './validate.js';
 
-/** LoRA options (ownLora, resolveLora, allowLocalLoras, loraMode, loraToken, ...): src/predictor/loras.ts. */
-export interface PredictorOptions extends LoraStepOptions {
+/** What a ModelHost loads and how it resolves LoRAs (loraMode, resolveLora, allowLocalLoras, ...: src/predictor/loras.ts). */
+export interface HostOptions extends Omit<LoraStepOptions, 'ownLora'> {
   /** Model folder (diffusers or BFL layout). */
   modelDir: string;
   backend: Backend;
-  profile?: ProfileName;
   /**
    * The output safety filter (src/predictor/safety.ts): a folder with safety_checker/ and
    * falconsai/ (default `<modelDir>/safety`), an already built checker, or 'disabled'
    * (--disable-safety-checker). setup() refuses to start when the weights are missing.
    */
   safety?: { dir: string } | { checker: ImageSafetyChecker } | 'disabled';
+}
+
+/** One model as served: its profile and own LoRA. */
+export interface ViewOptions {
+  profile?: ProfileName;
   /** hotswap only: false serves the fixed-weights schema (seed 003, no replicate_weights; the LoRA is `ownLora`). */
   replicateWeights?: boolean;
+  /** The fine-tune's LoRA (applied when replicate_weights is empty), its scale and trigger word. */
+  ownLora?: OwnLora | undefined;
+}
+
+/**
+ * A private host's options plus the view's (the original single-model API). With `host`, the host
+ * options given here are ignored: the shared host's apply.
+ */
+export interface PredictorOptions extends HostOptions, ViewOptions {
+  host?: ModelHost;
 }
 
 export interface PredictionFile {
@@ -58,31 +78,91 @@ export interface PredictCallbacks {
 
 const CONTENT_TYPES: Record<OutputFormat, string> = { webp: 'image/webp', jpg: 'image/jpeg', png: 'image/png' };
 
-export class Predictor {
-  readonly profile: Profile;
+/** One loaded model (networks, safety checker, LoRA state) shared by the Predictors built on it. */
+export class ModelHost {
   private models: FluxModels | undefined;
-  private safety: ImageSafetyChecker | undefined;
-  private loras: PredictorLoras | undefined;
+  private safetyChecker: ImageSafetyChecker | undefined;
+  private lorasState: PredictorLoras | undefined;
+  /** Tail of the chain that runs this host's predictions one at a time. */
+  private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly opts: PredictorOptions) {
-    this.profile = getProfile(opts.profile ?? 'trainer', { replicateWeights: opts.replicateWeights !== false });
-  }
+  constructor(readonly opts: HostOptions) {}
 
-  /** Loads the weights (Cog's setup()). */
+  /** Loads the weights (Cog's setup()); idempotent. */
   setup(log: (line: string) => void = () => {}): void {
     if (this.models) return;
     const t0 = performance.now();
     const safety = this.opts.safety ?? { dir: join(this.opts.modelDir, 'safety') };
     if (safety === 'disabled') log('The safety checker is disabled (--disable-safety-checker): outputs are not checked.');
-    else if (!this.safety) this.safety = 'checker' in safety ? safety.checker : SafetyChecker.load(safety.dir, this.opts.backend, log);
+    else if (!this.safetyChecker) this.safetyChecker = 'checker' in safety ? safety.checker : SafetyChecker.load(safety.dir, this.opts.backend, log);
     this.models = loadModels(this.opts.modelDir, this.opts.backend);
-    this.loras = new PredictorLoras(this.models.flux, this.opts);
+    this.lorasState = new PredictorLoras(this.models.flux, this.opts);
     log(`Loaded ${this.opts.modelDir} (${this.models.layout} layout, ${this.models.variant}) on ${this.opts.backend.name} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  }
+
+  get loaded(): FluxModels | undefined {
+    return this.models;
+  }
+
+  get safety(): ImageSafetyChecker | undefined {
+    return this.safetyChecker;
+  }
+
+  get loras(): PredictorLoras | undefined {
+    return this.lorasState;
+  }
+
+  /** A Predictor (one served model) on this host. */
+  predictor(view: ViewOptions = {}): Predictor {
+    return new Predictor({ ...this.opts, ...view, host: this });
+  }
+
+  /**
+   * Runs `fn` when every earlier exclusive section of this host has finished: predictions on one
+   * host are serialized (the LoRA state and the weights are shared).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  dispose(): void {
+    this.lorasState?.dispose();
+    this.lorasState = undefined;
+    this.models?.dispose();
+    this.models = undefined;
+    const s = this.opts.safety;
+    if (!(typeof s === 'object' && 'checker' in s)) this.safetyChecker?.dispose(); // an injected checker belongs to the caller
+    this.safetyChecker = undefined;
+  }
+}
+
+export class Predictor {
+  readonly profile: Profile;
+  readonly host: ModelHost;
+  /** True when this Predictor created its host (and disposes it). */
+  private readonly ownsHost: boolean;
+
+  constructor(readonly opts: PredictorOptions) {
+    this.profile = getProfile(opts.profile ?? 'trainer', { replicateWeights: opts.replicateWeights !== false });
+    this.ownsHost = opts.host === undefined;
+    this.host = opts.host ?? new ModelHost(opts);
+  }
+
+  /** Loads the host's weights (Cog's setup()); a shared host loads once. */
+  setup(log: (line: string) => void = () => {}): void {
+    this.host.setup(log);
+  }
+
+  /** The host's LoRA state (tests). */
+  get loras(): PredictorLoras | undefined {
+    return this.host.loras;
   }
 
   /** Validates like Cog (throws InputValidationError with the 422 body), then runs one prediction. */
   async predict(raw: Record<string, unknown>, cb: PredictCallbacks = {}): Promise<PredictionResult> {
-    const models = this.models;
+    const models = this.host.loaded;
     if (!models) throw new Error('Predictor.predict() before setup()');
     const log = cb.log ?? (() => {});
     const validated = validateInput(this.profile, raw, { ownLora: this.opts.ownLora !== undefined });
@@ -125,12 +205,29 @@ export class Predictor {
     } else {
       log(`Mode: ${mode}; size ${size.width}x${size.height} (aspect_ratio ${String(input['aspect_ratio'])})`);
     }
-    // LoRAs (main + extra) before sampling: resolved, parsed and fused (or attached) for this prediction.
-    await this.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, backendName: this.opts.backend.name });
+    return this.host.exclusive(() => this.run(models, input, mode, format, size, source, seed, t0, cb, log));
+  }
+
+  private async run(
+    models: FluxModels,
+    input: Record<string, unknown>,
+    mode: string,
+    format: OutputFormat,
+    size: Size,
+    source: { image: Float32Array; mask: LatentMask | undefined; width: number; height: number } | undefined,
+    seed: number,
+    t0: number,
+    cb: PredictCallbacks,
+    log: (line: string) => void,
+  ): Promise<PredictionResult> {
     cb.signal?.throwIfAborted();
-    const checkSafety = this.safety !== undefined && !input['disable_safety_checker'];
+    // LoRAs (main + extra) before sampling: resolved, parsed and fused (or attached) for this prediction.
+    await this.host.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, backendName: this.host.opts.backend.name, ownLora: this.opts.ownLora });
+    cb.signal?.throwIfAborted();
+    const safety = this.host.safety;
+    const checkSafety = safety !== undefined && !input['disable_safety_checker'];
     if (input['disable_safety_checker']) log('Safety checker disabled for this prediction (disable_safety_checker): outputs are not checked.');
-    else if (!this.safety) log('The safety checker is disabled on this server: outputs are not checked.');
+    else if (!safety) log('The safety checker is disabled on this server: outputs are not checked.');
     const request = {
       prompt: String(input['prompt']),
       width: size.width,
@@ -159,7 +256,7 @@ export class Predictor {
     }
     const rgbs: RgbImage[] = images.map((img) => pixelsToRgb(img.chw, img.height, img.width));
     // cog-flux postprocess: CompVis + Falconsai; flagged images are dropped, names keep their index.
-    const kept = checkSafety ? await filterImages(this.safety!, rgbs, log) : rgbs.map((_, i) => i);
+    const kept = checkSafety ? await filterImages(safety!, rgbs, log) : rgbs.map((_, i) => i);
     const files: PredictionFile[] = [];
     for (const i of kept) {
       const data = await encodeImage(rgbs[i]!, format, input['output_quality'] as number);
@@ -186,13 +283,8 @@ export class Predictor {
     return quality === 100 || format === 'png' ? 'lanczos' : 'bicubic';
   }
 
+  /** Frees the host when this Predictor created it; a shared host is disposed by its owner. */
   dispose(): void {
-    this.loras?.dispose();
-    this.loras = undefined;
-    this.models?.dispose();
-    this.models = undefined;
-    const s = this.opts.safety;
-    if (!(typeof s === 'object' && 'checker' in s)) this.safety?.dispose(); // an injected checker belongs to the caller
-    this.safety = undefined;
+    if (this.ownsHost) this.host.dispose();
   }
 }

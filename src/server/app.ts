@@ -42,7 +42,11 @@ export interface ServerOptions {
   readonly publicBaseUrl?: string | undefined;
   /** /v1 outputs: data URIs, or URLs (default: URLs when publicBaseUrl is set). */
   readonly outputs?: 'data-uri' | 'url';
-  /** /v1 models; default: the predictor as `fluxserve/tiny`. */
+  /**
+   * /v1 models; default: the predictor as `fluxserve/tiny`. Several models usually share one
+   * ModelHost (src/server/registry.ts builds them from a config). The Cog routes serve
+   * `predictor`, with the defaults of the model entry that has it.
+   */
   readonly models?: readonly ModelConfig[];
   readonly webhooks?: WebhookOptions;
   /**
@@ -139,7 +143,13 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   const onShutdown = opts.onShutdown ?? ((a: FastifyInstance) => void a.close());
-  registerCogRoutes(app, service, { profile: opts.profile ?? opts.predictor.profile, version: SERVER_VERSION, onShutdown: () => onShutdown(app) });
+  const cogDefaults = service.models.find((m) => m.predictor === opts.predictor)?.defaults;
+  registerCogRoutes(app, service, {
+    profile: opts.profile ?? opts.predictor.profile,
+    defaults: cogDefaults && Object.keys(cogDefaults).length > 0 ? cogDefaults : undefined,
+    version: SERVER_VERSION,
+    onShutdown: () => onShutdown(app),
+  });
   registerReplicateRoutes(app, service, {
     auth: opts.auth,
     publicBaseUrl: opts.publicBaseUrl,

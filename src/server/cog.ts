@@ -18,6 +18,8 @@ import { type WebhookEvent, isWebhookEvent } from './webhooks.js';
 
 export interface CogRouteOptions {
   readonly profile: Profile<unknown>;
+  /** Input values used where the request gives none (the served model's defaults). */
+  readonly defaults?: Readonly<Record<string, unknown>> | undefined;
   /** Reported as `cog_version` and in health-check `version`. */
   readonly version: string;
   /** POST /shutdown, after the reply has gone out. */
@@ -118,14 +120,15 @@ export function registerCogRoutes(app: FastifyInstance, service: PredictionServi
 
     const hook = parseWebhook(body);
     if (!hook.ok) return reply.code(422).send(fieldError(['body', ...hook.field], hook.msg));
+    const given = isObject(body['input']) && opts.defaults ? { ...opts.defaults, ...body['input'] } : body['input'];
     let validated;
     try {
-      validated = validateInput(opts.profile, body['input']);
+      validated = validateInput(opts.profile, given);
     } catch (e) {
       if (e instanceof InputValidationError) return reply.code(422).send(e.body);
       throw e;
     }
-    const rawInput = isObject(body['input']) ? body['input'] : {};
+    const rawInput = isObject(given) ? given : {};
     let predictInput = rawInput;
     if (hasUrlInputs(fileFields(opts.profile), rawInput)) {
       // Cog answers 409 before doing any work; downloading first would only waste it.

@@ -12,7 +12,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -439,6 +439,18 @@ describe('fluxserve lora inspect', () => {
     const bad = run(['lora', 'inspect', file, '--base', BASE]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /address no module|single_transformer_blocks\.37/);
+  });
+  it('accepts a reference (here a data: URI), resolved through the LoRA sources and cache', () => {
+    const c = CASES[0]!();
+    const file = c.write(dir);
+    const uri = `data:application/octet-stream;base64,${readFileSync(file).toString('base64')}`;
+    const r = run(['lora', 'inspect', uri, '--base', BASE, '--lora-cache', join(dir, 'cache')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /resolved from data: URI/);
+    assert.match(r.stdout, new RegExp(`^format: ${c.format}$`, 'm'));
+    const bad = run(['lora', 'inspect', 'ftp://example.com/x.safetensors', '--lora-cache', join(dir, 'cache')]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /cannot resolve "ftp:\/\/example\.com\/x\.safetensors": unsupported URL scheme/);
   });
 });
 

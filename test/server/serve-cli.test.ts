@@ -1,14 +1,23 @@
 // `fluxserve serve` as a user runs it: the compiled bin in a child process, on the tiny model.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 
 const BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 describe('fluxserve serve', () => {
-  it('listens, serves health-check and /v1 with the token, and exits 0 after POST /shutdown', async () => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--token', 'cli-secret', '--upload-url', 'http://127.0.0.1:9/uploads'], {
+  const dir = mkdtempSync(join(tmpdir(), 'fluxserve-serve-cli-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('listens, serves health-check and /v1 (config-registered models too) with the token, and exits 0 after POST /shutdown', async () => {
+    const config = join(dir, 'fluxserve.json');
+    writeFileSync(config, JSON.stringify({ models: [{ owner: 'acme', name: 'hot', profile: 'hotswap', defaults: { num_inference_steps: 4 } }] }));
+    const args = ['serve', '--config', config, '--port', '0', '--host', '127.0.0.1', '--token', 'cli-secret', '--upload-url', 'http://127.0.0.1:9/uploads'];
+    const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, FLUXSERVE_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -37,13 +46,25 @@ describe('fluxserve serve', () => {
       assert.equal(h['status'], 'READY');
       assert.equal((await fetch(`${url}/v1/models`)).status, 401);
       const models = (await (await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer cli-secret' } })).json()) as { results: { name: string }[] };
-      assert.deepEqual(models.results.map((m) => m.name), ['tiny']);
+      assert.deepEqual(models.results.map((m) => m.name), ['tiny', 'hot']);
+      assert.match(stderr, /and 1 registered model\(s\) on it/);
       assert.equal((await fetch(`${url}/shutdown`, { method: 'POST' })).status, 200);
       assert.equal(await exited, 0);
       assert.equal(`${stdout}${stderr}`.includes('cli-secret'), false, 'the token is not logged');
     } finally {
       child.kill();
     }
+  });
+
+  it('rejects a bad config file, naming the field', async () => {
+    const config = join(dir, 'bad.json');
+    writeFileSync(config, JSON.stringify({ models: [{ owner: 'acme', name: 'x', profile: 'trainer', lora_scale: 'high', lora: 'acme/y' }] }));
+    const child = spawn(process.execPath, [BIN, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 2);
+    assert.match(stderr, /bad\.json: models\[0\]\.lora_scale: must be a number \(got "high"\)/);
   });
 
   it('rejects a bad --port', async () => {

@@ -1,7 +1,9 @@
 // `fluxserve lora merge|inspect`: fuse LoRAs into a base transformer checkpoint, or describe a
 // LoRA file (format, rank, alpha, the base-model parameters it changes, dropped keys).
 
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { downloadingLoraResolver } from '../../predictor/lora-sources.js';
 import { bflTransformerKeys } from '../../io/names.js';
 import { describeLora } from '../../lora/formats.js';
 import { loraTargetOfSource, mergeLoraFiles, openBaseTransformer, parseLoraSpec, readLoraFile } from '../../lora/merge.js';
@@ -19,11 +21,12 @@ const MERGE_FLAGS: FlagSpec[] = [
 
 const INSPECT_FLAGS: FlagSpec[] = [
   { name: 'base', short: 'b', kind: 'string', help: 'check against this base transformer (default: the FLUX.1-dev key list)' },
+  { name: 'lora-cache', kind: 'string', help: 'LoRA download cache folder (default: $FLUXSERVE_CACHE/loras, else ~/.cache/fluxserve/loras)' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
 const USAGE = `usage: fluxserve lora merge --base FILE|DIR --lora FILE[:SCALE] [--lora FILE[:SCALE] ...] --out FILE
-       fluxserve lora inspect FILE [--base FILE|DIR]`;
+       fluxserve lora inspect FILE|REF [--base FILE|DIR] [--lora-cache DIR]`;
 
 function withBase<T>(base: string | undefined, fn: (target: LoraTarget) => T): T {
   if (base === undefined) return fn(loraTargetFromKeys(bflTransformerKeys(FLUX_DEV)));
@@ -77,8 +80,22 @@ export async function loraCommand(argv: readonly string[], out: (s: string) => v
       out(helpText(`usage: ${USAGE.split('\n')[1]!.trim()}`, INSPECT_FLAGS));
       return 0;
     }
-    if (args.positionals.length !== 1) throw new UsageError('inspect takes one LoRA file');
-    const file = resolve(args.positionals[0]!);
+    if (args.positionals.length !== 1) throw new UsageError('inspect takes one LoRA file or reference');
+    const ref = args.positionals[0]!;
+    let file = resolve(ref);
+    if (!existsSync(file)) {
+      // A reference (owner/name, huggingface.co/..., civitai.com/..., https://..., data:): resolved
+      // and cached exactly as predictions resolve it (tokens from the environment).
+      const cacheDir = flag(args, 'lora-cache');
+      const { resolver } = downloadingLoraResolver({ cache: cacheDir !== undefined ? { dir: resolve(cacheDir) } : {}, allowLocal: true });
+      try {
+        const r = await resolver(ref, { log: err });
+        err(`resolved from ${r.source}`);
+        file = r.path;
+      } catch (e) {
+        throw new UsageError(`cannot resolve ${ref.startsWith('data:') ? 'the data: URI' : JSON.stringify(ref.replace(/\?.*$/, ''))}: ${(e as Error).message}`);
+      }
+    }
     const base = flag(args, 'base');
     const text = withBase(base, (target) => describeLora(readLoraFile(file, target)));
     out(`file: ${file}\nbase: ${base ? resolve(base) : 'FLUX.1-dev key list'}\n${text}`);

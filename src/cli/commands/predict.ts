@@ -4,6 +4,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { InputValidationError } from '../../predictor/errors.js';
+import { downloadingLoraResolver } from '../../predictor/lora-sources.js';
 import { Predictor } from '../../predictor/predictor.js';
 import { assertSafetyFiles } from '../../predictor/safety.js';
 import { defaultBackend } from '../../tensor/registry.js';
@@ -29,6 +30,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'profile', short: 'p', kind: 'string', help: 'input profile: trainer (default) or hotswap' },
   { name: 'safety-checker', kind: 'string', help: 'safety checker folder (safety_checker/ + falconsai/); default: <model>/safety' },
   { name: 'disable-safety-checker', kind: 'bool', help: 'run without the output safety checker (outputs are not checked)' },
+  { name: 'lora-cache', kind: 'string', help: 'LoRA download cache folder (default: $FLUXSERVE_CACHE/loras, else ~/.cache/fluxserve/loras)' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
@@ -70,7 +72,18 @@ export async function predictCommand(argv: readonly string[], out: (s: string) =
   const raw = parseInputs(args.flags.get('input') ?? []);
   const outDir = resolve(flag(args, 'output') ?? 'out');
   const modelDir = flag(args, 'model') ?? ensureTinyModel();
-  const predictor = new Predictor({ modelDir, backend: defaultBackend(), profile, safety: safetyOption(args, modelDir) });
+  // replicate_weights / extra_lora: every source form (HF, CivitAI, Replicate, URLs, data:, and local
+  // paths: this is the user's own machine); tokens from HF_TOKEN / REPLICATE_API_TOKEN / CIVITAI_API_TOKEN.
+  const cacheDir = flag(args, 'lora-cache');
+  const { resolver } = downloadingLoraResolver({ cache: cacheDir !== undefined ? { dir: resolve(cacheDir) } : {}, allowLocal: true });
+  const predictor = new Predictor({
+    modelDir,
+    backend: defaultBackend(),
+    profile,
+    safety: safetyOption(args, modelDir),
+    resolveLora: resolver,
+    allowLocalLoras: true,
+  });
   try {
     predictor.setup(err);
     let result;
