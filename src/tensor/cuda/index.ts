@@ -16,6 +16,7 @@ import type { Activation, AttentionArgs, Backend, BinaryOp, Conv2dArgs, LinearAr
 import { type DType, type RawArray, allocRaw, dtypeSize } from '../dtype.js';
 import { OpError } from '../ops.js';
 import { type Shape, type Tensor, numel } from '../tensor.js';
+import { broadcastStrides, collapseBroadcast as collapse } from '../broadcast.js';
 
 /** The addon's exports (native/addon.cc). Pointers are BigInt; 0n means "absent". */
 interface Addon {
@@ -92,41 +93,6 @@ function rowMajorStrides(shape: Shape): number[] {
   return st;
 }
 
-/** Strides of `shape` broadcast to `outShape` (0 along broadcast dims), right-aligned. */
-function broadcastStrides(shape: Shape, outShape: Shape): number[] {
-  const r = outShape.length;
-  const st = new Array<number>(r).fill(0);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    const d = shape[i]!;
-    st[i + r - shape.length] = d === 1 ? 0 : s;
-    s *= d;
-  }
-  return st;
-}
-
-/** Merge adjacent dims that both operands walk contiguously; drop size-1 dims (rank <= 8 after). */
-function collapse(shape: Shape, sa: number[], sb: number[]): { dims: number[]; sa: number[]; sb: number[] } {
-  const dims: number[] = [];
-  const oa: number[] = [];
-  const ob: number[] = [];
-  for (let i = 0; i < shape.length; i++) {
-    const d = shape[i]!;
-    if (d === 1) continue;
-    const k = dims.length - 1;
-    if (k >= 0 && oa[k] === sa[i]! * d && ob[k] === sb[i]! * d) {
-      dims[k] = dims[k]! * d;
-      oa[k] = sa[i]!;
-      ob[k] = sb[i]!;
-    } else {
-      dims.push(d);
-      oa.push(sa[i]!);
-      ob.push(sb[i]!);
-    }
-  }
-  if (dims.length === 0) return { dims: [1], sa: [0], sb: [0] };
-  return { dims, sa: oa, sb: ob };
-}
 
 function width(dtype: DType): number {
   return dtypeSize(dtype);
