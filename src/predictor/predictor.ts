@@ -22,7 +22,10 @@ import { InputValidationError } from './errors.js';
 import { type LoraStepOptions, type OwnLora, PredictorLoras } from './loras.js';
 import { type Profile, getProfile, type ProfileName } from './profiles.js';
 import { type ImageSafetyChecker, SafetyChecker, filterImages } from './safety.js';
-import { validateInput } from './validate.js';
+import { LoraSourceError } from '../lora/source-errors.js';
+import { parseLoraRef } from '../lora/sources.js';
+import type { ValidationErrorItem } from './errors.js';
+import { type ValidationResult, validateInput } from './validate.js';
 
 /** What a ModelHost loads and how it resolves LoRAs (loraMode, resolveLora, allowLocalLoras, ...: src/predictor/loras.ts). */
 export interface HostOptions extends Omit<LoraStepOptions, 'ownLora'> {
@@ -160,12 +163,35 @@ export class Predictor {
     return this.host.loras;
   }
 
+  /**
+   * Validates an input like Cog does before predict() runs (throws InputValidationError with the
+   * 422 body), including the syntax of LoRA references, so a bad `replicate_weights` is refused
+   * before the prediction is queued rather than after it waited.
+   */
+  validate(raw: unknown): ValidationResult<unknown> {
+    const validated = validateInput(this.profile, raw as Record<string, unknown>, { ownLora: this.opts.ownLora !== undefined });
+    const input = validated.input as Record<string, unknown>;
+    const errors: ValidationErrorItem[] = [];
+    for (const field of ['replicate_weights', 'extra_lora'] as const) {
+      const ref = input[field];
+      if (typeof ref !== 'string' || ref === '') continue;
+      try {
+        parseLoraRef(ref, this.host.opts.allowLocalLoras === true);
+      } catch (e) {
+        if (!(e instanceof LoraSourceError)) throw e;
+        errors.push({ loc: ['body', 'input', field], msg: `${field}: ${e.message}`, type: 'value_error' });
+      }
+    }
+    if (errors.length) throw new InputValidationError(errors);
+    return validated;
+  }
+
   /** Validates like Cog (throws InputValidationError with the 422 body), then runs one prediction. */
   async predict(raw: Record<string, unknown>, cb: PredictCallbacks = {}): Promise<PredictionResult> {
     const models = this.host.loaded;
     if (!models) throw new Error('Predictor.predict() before setup()');
     const log = cb.log ?? (() => {});
-    const validated = validateInput(this.profile, raw, { ownLora: this.opts.ownLora !== undefined });
+    const validated = this.validate(raw);
     const input = validated.input as unknown as Record<string, unknown>;
     const mode = validated.mode;
     const format = String(input['output_format']) as OutputFormat;

@@ -123,7 +123,7 @@ export function registerCogRoutes(app: FastifyInstance, service: PredictionServi
     const given = isObject(body['input']) && opts.defaults ? { ...opts.defaults, ...body['input'] } : body['input'];
     let validated;
     try {
-      validated = validateInput(opts.profile, given);
+      validated = service.predictor.validate ? service.predictor.validate(given) : validateInput(opts.profile, given);
     } catch (e) {
       if (e instanceof InputValidationError) return reply.code(422).send(e.body);
       throw e;

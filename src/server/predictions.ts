@@ -15,6 +15,11 @@ export interface ServedPredictor {
   /** Cog's setup(); may be synchronous. Called once per server, before any predict(). */
   setup(log: (line: string) => void): void | Promise<void>;
   predict(raw: Record<string, unknown>, cb?: PredictCallbacks): Promise<PredictionResult>;
+  /**
+   * Checks an input before it is queued (throws InputValidationError with Cog's 422 body). When
+   * absent, the server validates against `profile` alone.
+   */
+  validate?(raw: unknown): { readonly input: unknown };
 }
 
 export type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';

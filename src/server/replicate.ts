@@ -188,7 +188,8 @@ export function registerReplicateRoutes(app: FastifyInstance, service: Predictio
     const resolved = resolveOwnFiles(req, merged);
     if ('missing' in resolved) return problem(reply, 422, 'Input validation failed', resolved.missing.description, { invalid_fields: [resolved.missing] });
     try {
-      validateInput(model.predictor.profile, resolved.input);
+      if (model.predictor.validate) model.predictor.validate(resolved.input);
+      else validateInput(model.predictor.profile, resolved.input);
     } catch (e) {
       if (!(e instanceof InputValidationError)) throw e;
       const invalid = e.detail.map((d) => ({ type: d.type, field: d.loc.slice(1).join('.'), description: d.msg }));

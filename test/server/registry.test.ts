@@ -211,6 +211,22 @@ describe('registered fine-tunes on one base model', () => {
     assert.ok(viaRegistry.equals(await runModel('acme/hot', { extra_lora: `data:application/octet-stream;base64,${loraA.toString('base64')}` })));
   });
 
+  it('a malformed LoRA reference is refused when the prediction is created, naming the field', async () => {
+    const before = (await replicate.predictions.list()).results.length;
+    for (const [field, ref] of [['replicate_weights', 'huggingface.co/only-an-owner'], ['extra_lora', '/etc/some/local.safetensors']] as const) {
+      const res = await fetch(`${url}/v1/models/acme/hot/predictions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer x' },
+        body: JSON.stringify({ input: { prompt: 'x', [field]: ref } }),
+      });
+      assert.equal(res.status, 422, field);
+      const body = (await res.json()) as { invalid_fields: { field: string; description: string }[] };
+      assert.equal(body.invalid_fields[0]!.field, `input.${field}`);
+      assert.match(body.invalid_fields[0]!.description, new RegExp(`^${field}: `));
+    }
+    assert.equal((await replicate.predictions.list()).results.length, before, 'nothing was queued');
+  });
+
   it('the Cog routes serve the default model; no token appears in any response or log', async () => {
     const r = await fetch(`${url}/predictions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: { ...input, disable_safety_checker: true } }) });
     assert.equal(r.status, 200);
