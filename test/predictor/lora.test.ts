@@ -158,7 +158,7 @@ describe('Predictor LoRAs (tiny model)', () => {
       [{ replicate_weights: A, extra_lora: 'data:application/octet-stream;base64,AAAAAAAAAAB7fQ==' }, 'extra_lora', /^extra_lora: not a valid \.safetensors file/],
       [{ replicate_weights: big }, 'replicate_weights', /^replicate_weights: targets modules the loaded model does not have \(.*transformer_blocks\.7/],
       [{ replicate_weights: 'data:;base64,%%%' }, 'replicate_weights', /^replicate_weights: could not be loaded \(malformed data: URI/],
-      [{ replicate_weights: Apath }, 'replicate_weights', /^replicate_weights: could not be loaded \(local LoRA paths are not allowed/],
+      [{ replicate_weights: Apath }, 'replicate_weights', /^replicate_weights: local LoRA files are not allowed here/],
       [{ replicate_weights: 'fofr/flux-pixar-cars' }, 'replicate_weights', /no LoRA downloader/],
     ];
     for (const [extra, field, msg] of cases) {
