@@ -110,17 +110,39 @@ export function decodeCacheBytes(): number {
   return cacheBytes;
 }
 
+// Decodes that do not fit the cache go to a small ring of reusable shared buffers instead of a
+// fresh SharedArrayBuffer each call: V8 does not count shared buffers as GC pressure, so fresh
+// ones piled up to ~2x the weights during one forward of a large bf16 model (docs/loading.md).
+// Ops are synchronous and read at most a weight, a bias and a scale at once, so a ring of 4
+// slots is never overwritten while an op still reads it.
+const SCRATCH_SLOTS = 4;
+const scratch: (Float32Array | null)[] = new Array<Float32Array | null>(SCRATCH_SLOTS).fill(null);
+let scratchNext = 0;
+
+function scratchF32(n: number): Float32Array {
+  const i = scratchNext;
+  scratchNext = (scratchNext + 1) % SCRATCH_SLOTS;
+  let buf = scratch[i];
+  if (!buf || buf.length < n) {
+    buf = sharedF32(n);
+    scratch[i] = buf;
+  }
+  return buf.length === n ? buf : new Float32Array(buf.buffer, 0, n);
+}
+
 /** Float32 values of a parameter tensor (weight, bias, norm scale), cached for non-f32 dtypes. */
 export function paramF32(t: Tensor): Float32Array {
   const s = storageOf(t);
   if (s.dtype === 'f32') return s.data as Float32Array;
   if (s.decoded) return s.decoded;
-  const f = rawToF32(s.dtype, s.data, sharedF32(s.data.length));
-  if (cacheBytes + f.byteLength <= cacheBudget) {
+  const n = s.data.length;
+  if (cacheBytes + n * 4 <= cacheBudget) {
+    const f = rawToF32(s.dtype, s.data, sharedF32(n));
     s.decoded = f;
     cacheBytes += f.byteLength;
+    return f;
   }
-  return f;
+  return rawToF32(s.dtype, s.data, scratchF32(n));
 }
 
 /** Like f32Of/paramF32 for an optional tensor. */
