@@ -10,6 +10,18 @@
 #   3. op tests on every backend (the CUDA backend registers, so each op test runs on it too)
 #   4. reference check on the GPU (FLUXSERVE_BACKEND=cuda)
 #   5. bench placeholder (GEMM/attention timings, allocator peak)
+# Later phases, each its own `run` call (one call is capped at 600 s) on the still-warm machine
+# (the build/ from the first call is reused; rebuilt if absent). Argument = phase:
+#   ops (default)  steps 0-5 above
+#   compare        6. scripts/device/random_flux.py: random full-size FLUX.1-dev (bf16) into
+#                     $FXS_RANDOM_DIR (default /tmp/flux-random, 23.8 GB) + inputs + PyTorch
+#                     references (bf16, and f32 on the same weights) -> random-flux.log, meta.json
+#                  7. scripts/gpu-compare.mjs: our bf16 forward on cuda vs both -> compare.log
+#                  8. the same with f32 activations/weights (47.6 GB) -> compare-f32.log (if time is left)
+#   predict        9. scripts/gpu-random-predict.mjs: 1024x1024, 28 steps, random full-size
+#                     FLUX-dev + T5-XXL + CLIP-L + AE built in-process -> predict.log
+# Every step has a timeout; a phase stops starting steps when its 580 s budget is used up.
+PHASE="${1:-ops}"
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/out-device}"
@@ -35,6 +47,7 @@ step() { # step NAME LOGFILE cmd...
   echo "== node on the image"; command -v node && node -v || echo "no node on PATH"
   echo "== nproc"; nproc
 } > "$OUT/env.txt" 2>&1
+note "phase: $PHASE"
 note "env: $(grep -A1 '== node on the image' "$OUT/env.txt" | tail -1)"
 
 # 1. node
@@ -54,7 +67,10 @@ export PATH="$(dirname "${NODE:-/usr/bin/node}"):$PATH"
 # Node's headers: the carried copy (.device/include/node) when the image has none
 [ -d .device/include/node ] && export NODE_INCLUDE_DIR="${NODE_INCLUDE_DIR:-$PWD/.device/include/node}"
 
-# 2. build
+# 2. build (later phases reuse the first call's build on the warm machine)
+if [ "$PHASE" != ops ] && [ -f build/fluxserve_cuda.node ] && [ -z "${FXS_REBUILD:-}" ]; then
+  note "reusing build/fluxserve_cuda.node"; FXS_SKIP_BUILD=1
+fi
 [ -f build/fluxserve_cuda.node ] && cp build/fluxserve_cuda.node /tmp/fluxserve_cuda.carried.node
 if [ "${FXS_SKIP_BUILD:-0}" = 1 ]; then note "build skipped (FXS_SKIP_BUILD=1, local dry run)"; : > "$OUT/build.log"
 else step build build.log env JOBS=16 bash scripts/build-native.sh; fi
@@ -63,6 +79,32 @@ if [ ! -f build/fluxserve_cuda.node ] && [ -f /tmp/fluxserve_cuda.carried.node ]
   note "build failed; using the carried addon (no cuBLASLt)"
 fi
 grep -E "cuBLASLt|wrote" "$OUT/build.log" | tee -a "$SUMMARY"
+
+T_PHASE=$SECONDS
+left() { echo $((580 - (SECONDS - T_PHASE))); }
+# budget CAP: the smaller of CAP and what is left of the phase's 580 s (0 when < 30 s are left)
+budget() { local l; l=$(left); [ "$l" -lt 30 ] && { echo 0; return; }; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+RDIR="${FXS_RANDOM_DIR:-/tmp/flux-random}"
+
+if [ "$PHASE" = compare ]; then
+  B=$(budget 330); [ "$B" -gt 0 ] && step random-flux random-flux.log timeout "$B" python3 scripts/device/random_flux.py --dir "$RDIR"
+  cat "$OUT/random-flux.log" | tail -8 | tee -a "$SUMMARY"; cp "$RDIR/meta.json" "$OUT/meta.json" 2>/dev/null
+  df -h "$RDIR" | tail -1 | tee -a "$SUMMARY"
+  if [ -n "$NODE" ] && [ -f "$RDIR/ref-bf16.safetensors" ]; then
+    B=$(budget 200); [ "$B" -gt 0 ] && step compare compare.log env FLUXSERVE_BACKEND=cuda timeout "$B" "$NODE" scripts/gpu-compare.mjs "$RDIR"
+    grep -vE '^\{' "$OUT/compare.log" | tail -12 | tee -a "$SUMMARY"
+    B=$(budget 200); [ "$B" -gt 60 ] && step compare-f32 compare-f32.log env FLUXSERVE_BACKEND=cuda timeout "$B" "$NODE" scripts/gpu-compare.mjs "$RDIR" --dtype f32
+    [ -f "$OUT/compare-f32.log" ] && grep -vE '^\{' "$OUT/compare-f32.log" | tail -12 | tee -a "$SUMMARY"
+  fi
+  note "done"; exit 0
+fi
+if [ "$PHASE" = predict ]; then
+  if [ -n "$NODE" ]; then
+    B=$(budget 570); step predict predict.log env FLUXSERVE_BACKEND=cuda timeout "$B" "$NODE" scripts/gpu-random-predict.mjs --size 1024 --steps 28
+    tail -16 "$OUT/predict.log" | tee -a "$SUMMARY"
+  fi
+  note "done"; exit 0
+fi
 
 if [ -n "$NODE" ] && [ -d dist/src ]; then
   # the dist/ carried was compiled here; addon load check first
