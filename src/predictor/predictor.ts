@@ -11,7 +11,7 @@
 import { type LatentMask, type Resample, decodeRgb, inputBytes, prepareMask, resizeRgb, rgbToChw } from '../images/decode.js';
 import { join } from 'node:path';
 import { encodeImage, type OutputFormat, type RgbImage, pixelsToRgb } from '../images/encode.js';
-import { type FluxModels, loadModels } from '../models/load.js';
+import { type FluxModels, detectLayout, loadModels } from '../models/load.js';
 import { img2img, inpaint } from '../sampling/img2img.js';
 import { randomSeed } from '../sampling/noise.js';
 import { ValidationError } from '../sampling/errors.js';
@@ -95,6 +95,7 @@ export class ModelHost {
   setup(log: (line: string) => void = () => {}): void {
     if (this.models) return;
     const t0 = performance.now();
+    detectLayout(this.opts.modelDir); // a wrong model folder is named before anything else loads
     const safety = this.opts.safety ?? { dir: join(this.opts.modelDir, 'safety') };
     if (safety === 'disabled') log('The safety checker is disabled (--disable-safety-checker): outputs are not checked.');
     else if (!this.safetyChecker) this.safetyChecker = 'checker' in safety ? safety.checker : SafetyChecker.load(safety.dir, this.opts.backend, log);

@@ -110,6 +110,16 @@ describe('fluxserve CLI', () => {
     assert.match(r.stderr, /prompt_strength is ignored/);
   });
 
+  it('predict names a wrong model folder, and reports bad inputs before loading any weights', () => {
+    const noModel = run(['predict', '-i', 'prompt=x', '--model', join(root, 'no-such-model')]);
+    assert.equal(noModel.code, 1);
+    assert.match(noModel.stderr, /no-such-model: not a FLUX model folder/);
+    const maskOnly = run(['predict', '-i', 'prompt=x', '-i', `mask=data:image/png;base64,${Buffer.from('x').toString('base64')}`], { FLUXSERVE_CACHE: join(root, 'cache') });
+    assert.equal(maskOnly.code, 2);
+    assert.match(maskOnly.stderr, /mask: requires image/);
+    assert.doesNotMatch(maskOnly.stderr, /Loaded /, 'validation ran before the weights loaded');
+  });
+
   it('prints usage for an unknown command', () => {
     const r = run(['frobnicate']);
     assert.equal(r.code, 2);

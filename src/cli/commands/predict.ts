@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { InputValidationError } from '../../predictor/errors.js';
 import { downloadingLoraResolver } from '../../predictor/lora-sources.js';
+import { detectLayout } from '../../models/load.js';
 import { Predictor } from '../../predictor/predictor.js';
 import { assertSafetyFiles } from '../../predictor/safety.js';
 import { defaultBackend } from '../../tensor/registry.js';
@@ -72,6 +73,7 @@ export async function predictCommand(argv: readonly string[], out: (s: string) =
   const raw = parseInputs(args.flags.get('input') ?? []);
   const outDir = resolve(flag(args, 'output') ?? 'out');
   const modelDir = flag(args, 'model') ?? ensureTinyModel();
+  detectLayout(modelDir); // a wrong --model is the first thing to report
   // replicate_weights / extra_lora: every source form (HF, CivitAI, Replicate, URLs, data:, and local
   // paths: this is the user's own machine); tokens from HF_TOKEN / REPLICATE_API_TOKEN / CIVITAI_API_TOKEN.
   const cacheDir = flag(args, 'lora-cache');
@@ -84,14 +86,19 @@ export async function predictCommand(argv: readonly string[], out: (s: string) =
     resolveLora: resolver,
     allowLocalLoras: true,
   });
+  const usage = (e: unknown): unknown => (e instanceof InputValidationError ? new UsageError(e.body.detail.map((d) => d.msg).join('; ')) : e);
   try {
+    try {
+      predictor.validate(raw); // bad inputs are reported before the weights load
+    } catch (e) {
+      throw usage(e);
+    }
     predictor.setup(err);
     let result;
     try {
       result = await predictor.predict(raw, { log: err });
     } catch (e) {
-      if (e instanceof InputValidationError) throw new UsageError(e.body.detail.map((d) => d.msg).join('; '));
-      throw e;
+      throw usage(e);
     }
     mkdirSync(outDir, { recursive: true });
     for (const f of result.files) {

@@ -11,6 +11,7 @@ import { hostModels } from '../../server/registry.js';
 import { defaultBackend } from '../../tensor/registry.js';
 import { ensureTinyModel } from '../../tiny/generate.js';
 import { type FlagSpec, UsageError, flag, helpText, parseArgs } from '../args.js';
+import { detectLayout } from '../../models/load.js';
 import { safetyOption } from './predict.js';
 
 const FLAGS: FlagSpec[] = [
@@ -65,6 +66,7 @@ export async function serveCommand(argv: readonly string[], out: (s: string) => 
   const modelFlag = flag(args, 'model');
   const modelGiven = modelFlag !== undefined ? resolve(modelFlag) : config.model;
   const modelDir = modelGiven ?? ensureTinyModel();
+  detectLayout(modelDir); // a wrong --model is the first thing to report
   const name = flag(args, 'name') ?? config.name ?? (modelGiven ? `local/${basename(modelDir).replace(/[^A-Za-z0-9._-]/g, '-') || 'model'}` : 'fluxserve/tiny');
   const token = flag(args, 'token') ?? (process.env['FLUXSERVE_API_TOKEN'] || undefined);
   const concurrency = intFlag(flag(args, 'concurrency'), 'concurrency', 1, 64);
