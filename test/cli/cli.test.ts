@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
 import type { DType, RawArray } from '../../src/tensor/dtype.js';
+import { loadSeed } from '../predictor/seeds.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/bfl-tiny-a', import.meta.url));
@@ -90,13 +91,40 @@ describe('fluxserve CLI', () => {
     assert.match(r.stdout, /^forward\.out\s.*FAIL/m);
   });
 
-  it('schema prints each profile\'s OpenAPI document', () => {
-    for (const [profile, field] of [['trainer', 'lora_scale'], ['hotswap', 'replicate_weights']] as const) {
-      const r = run(['schema', '--profile', profile]);
+  it('schema prints each profile\'s OpenAPI document, field by field as the seeds', () => {
+    type Prop = { type?: string; description?: string; allOf?: { $ref: string }[]; default?: unknown; minimum?: number; maximum?: number; 'x-order': number };
+    type Doc = { components: { schemas: Record<string, { properties: Record<string, Prop>; required: string[]; enum?: string[] }> } };
+    const cases = [
+      ['trainer', [], '001_7ea0495fc2fa6a7e.txt'],
+      ['hotswap', [], '002_ce0de2fa46b5b8d3.txt'],
+      ['hotswap', ['--no-replicate-weights'], '003_ce5e5830ef703dc5.txt'],
+    ] as const;
+    for (const [profile, extra, seedFile] of cases) {
+      const r = run(['schema', '--profile', profile, ...extra]);
       assert.equal(r.code, 0, r.stderr);
-      const doc = JSON.parse(r.stdout) as { components: { schemas: { Input: { properties: Record<string, unknown>; required: string[] } } } };
-      assert.ok(field in doc.components.schemas.Input.properties, `${profile} has ${field}`);
-      assert.deepEqual(doc.components.schemas.Input.required, ['prompt']);
+      const doc = JSON.parse(r.stdout) as Doc;
+      const input = doc.components.schemas['Input']!;
+      const seed = loadSeed(seedFile);
+      const names = Object.entries(input.properties).sort((a, b) => a[1]['x-order'] - b[1]['x-order']).map(([k]) => k);
+      assert.deepEqual(names, seed.fields.map((f) => f.name), `${seedFile}: field names and order`);
+      assert.deepEqual(input.required, ['prompt']);
+      for (const f of seed.fields) {
+        const prop = input.properties[f.name]!;
+        assert.equal(prop.description, f.description, `${seedFile}: ${f.name} description`);
+        // Enum properties are an allOf $ref (no type of their own); the type is the enum schema's.
+        const enumRef = prop.allOf?.[0]?.$ref.split('/').pop();
+        const type = enumRef ? (doc.components.schemas[enumRef] as unknown as { type: string }).type : prop.type;
+        if (f.type) assert.equal(type, f.type, `${seedFile}: ${f.name} type`);
+        if (f.min !== undefined) assert.equal(prop.minimum, f.min, `${seedFile}: ${f.name} minimum`);
+        if (f.max !== undefined) assert.equal(prop.maximum, f.max, `${seedFile}: ${f.name} maximum`);
+        const pyRepr = (v: unknown) => (typeof v === 'boolean' ? (v ? 'True' : 'False') : String(v)); // the pages print Python values
+        if (f.default !== undefined) assert.equal(pyRepr(prop.default), f.default, `${seedFile}: ${f.name} default`);
+        if (f.options) {
+          const ref = prop.allOf?.[0]?.$ref.split('/').pop();
+          assert.ok(ref, `${seedFile}: ${f.name} is an enum`);
+          assert.deepEqual(doc.components.schemas[ref]!.enum, f.options, `${seedFile}: ${f.name} choices`);
+        }
+      }
     }
     const bad = run(['schema', '--profile', 'nope']);
     assert.equal(bad.code, 2);
