@@ -27,6 +27,17 @@ export function loraEnvOf(env: NodeJS.ProcessEnv = process.env): LoraEnv {
   return { HF_TOKEN: v('HF_TOKEN'), REPLICATE_API_TOKEN: v('REPLICATE_API_TOKEN'), CIVITAI_API_TOKEN: v('CIVITAI_API_TOKEN') };
 }
 
+/**
+ * Hub base URLs from the environment: HF_ENDPOINT, as huggingface_hub reads it (a Hugging Face
+ * mirror; `huggingface.co/...` references are then downloaded from there).
+ */
+export function endpointsFromEnv(env: NodeJS.ProcessEnv = process.env): { hf: string } | undefined {
+  const hf = env['HF_ENDPOINT']?.trim();
+  if (!hf) return undefined;
+  if (!/^https?:\/\//.test(hf)) throw new Error(`HF_ENDPOINT must be an http(s) URL (got ${JSON.stringify(hf)})`);
+  return { hf: hf.replace(/\/+$/, '') };
+}
+
 /** A LoraResolver over resolveLora; the secrets it was given are masked by the caller's logs too. */
 export function downloadingLoraResolver(opts: LoraSourceOptions = {}): { resolver: LoraResolver; cache: LoraCache; secrets: string[] } {
   const cache = opts.cache instanceof LoraCache ? opts.cache : new LoraCache(opts.cache ?? {});
@@ -37,7 +48,7 @@ export function downloadingLoraResolver(opts: LoraSourceOptions = {}): { resolve
       env,
       registry: opts.registry,
       allowLocal: opts.allowLocal === true,
-      endpoints: opts.endpoints,
+      endpoints: opts.endpoints ?? endpointsFromEnv(),
       signal: ctx.signal,
       log: ctx.log,
     });

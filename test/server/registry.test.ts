@@ -19,33 +19,11 @@ import { type HostedModels, hostModels } from '../../src/server/registry.js';
 import { defaultBackend } from '../../src/tensor/registry.js';
 import { ensureTinyModel } from '../../src/tiny/generate.js';
 import { type FakeHubs, startFakeHubs } from '../helpers/fake-hubs.js';
+import { tinyLora } from '../helpers/tiny-lora.js';
 
 const H = 64;
 const MLP = 256;
 const HF_TOKEN = 'hf_registryTESTtoken_0123456789';
-
-/** A diffusers PEFT LoRA for the tiny transformer (hidden 64, heads 2, depth 2, single 2). */
-function tinyLora(seed: number, modules: readonly (readonly [string, number, number])[], rank = 4, amp = 0.6): Buffer {
-  let s = seed >>> 0;
-  const next = () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
-  const r = (n: number) => Float32Array.from({ length: n }, () => amp * next());
-  const tensors: [string, { dtype: 'f32'; shape: number[]; data: Float32Array }][] = [];
-  for (const [m, inF, out] of modules) {
-    tensors.push([`transformer.${m}.lora_A.weight`, { dtype: 'f32', shape: [rank, inF], data: r(rank * inF) }]);
-    tensors.push([`transformer.${m}.lora_B.weight`, { dtype: 'f32', shape: [out, rank], data: r(out * rank) }]);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'fluxserve-reg-lora-'));
-  const p = join(dir, 'l.safetensors');
-  writeSafetensors(p, tensors);
-  const b = readFileSync(p);
-  rmSync(dir, { recursive: true, force: true });
-  return b;
-}
 
 describe('server config validation', () => {
   const bad = (raw: unknown, field: string, msg?: RegExp) => {
