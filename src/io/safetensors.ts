@@ -360,23 +360,62 @@ function parseEntry(file: string, name: string, v: unknown, dataBytes: number): 
 // ---------------------------------------------------------------------------------------------
 // Sharded checkpoints: <base>.safetensors.index.json + shard files
 
-export class ShardedSafetensors implements TensorSource {
+/**
+ * Several open safetensors files read as one TensorSource: each tensor name belongs to exactly one
+ * file (a name in two files is an error naming both), keys in file order.
+ */
+abstract class MultiFileSafetensors implements TensorSource {
   private readonly where = new Map<string, SafetensorsFile>();
   private readonly order: string[] = [];
 
-  private constructor(
+  constructor(
     readonly label: string,
+    readonly files: readonly SafetensorsFile[],
+  ) {
+    for (const f of files) {
+      for (const k of f.keys()) {
+        const prev = this.where.get(k);
+        if (prev) throw new SafetensorsError(label, `tensor "${k}" is in both ${prev.label} and ${f.label}`);
+        this.where.set(k, f);
+        this.order.push(k);
+      }
+    }
+  }
+
+  keys(): string[] {
+    return [...this.order];
+  }
+
+  info(name: string): TensorInfo | undefined {
+    return this.where.get(name)?.info(name);
+  }
+
+  read(name: string): RawArray {
+    return this.fileOf(name).read(name);
+  }
+
+  /** The file holding a tensor (for byteRange/readBytes/storedDtype). */
+  fileOf(name: string): SafetensorsFile {
+    const f = this.where.get(name);
+    if (!f) throw new SafetensorsError(this.label, `no tensor named "${name}"`);
+    return f;
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+}
+
+export class ShardedSafetensors extends MultiFileSafetensors {
+  private constructor(
+    label: string,
     /** The index's "metadata" object as written (`total_size` is a number in Hugging Face indexes). */
     readonly metadata: Record<string, unknown>,
     /** Shard file name (as written in weight_map) -> open file, in file-name order. */
     readonly shards: ReadonlyMap<string, SafetensorsFile>,
   ) {
-    for (const f of shards.values()) {
-      for (const k of f.keys()) {
-        this.where.set(k, f);
-        this.order.push(k);
-      }
-    }
+    // The index check in open() already guarantees each tensor is in exactly one shard.
+    super(label, [...shards.values()]);
   }
 
   /**
@@ -454,74 +493,10 @@ export class ShardedSafetensors implements TensorSource {
     }
     return new ShardedSafetensors(indexPath, meta, shards);
   }
-
-  keys(): string[] {
-    return [...this.order];
-  }
-
-  info(name: string): TensorInfo | undefined {
-    return this.where.get(name)?.info(name);
-  }
-
-  read(name: string): RawArray {
-    return this.fileOf(name).read(name);
-  }
-
-  /** The shard file holding a tensor (for byteRange/readBytes/storedDtype). */
-  fileOf(name: string): SafetensorsFile {
-    const f = this.where.get(name);
-    if (!f) throw new SafetensorsError(this.label, `no tensor named "${name}"`);
-    return f;
-  }
-
-  close(): void {
-    for (const f of this.shards.values()) f.close();
-  }
 }
 
 /** Several safetensors files read as one (a directory without an index); keys must be unique. */
-export class MergedSafetensors implements TensorSource {
-  private readonly where = new Map<string, SafetensorsFile>();
-  private readonly order: string[] = [];
-
-  constructor(
-    readonly label: string,
-    readonly files: readonly SafetensorsFile[],
-  ) {
-    for (const f of files) {
-      for (const k of f.keys()) {
-        const prev = this.where.get(k);
-        if (prev) {
-          throw new SafetensorsError(label, `tensor "${k}" is in both ${prev.label} and ${f.label}`);
-        }
-        this.where.set(k, f);
-        this.order.push(k);
-      }
-    }
-  }
-
-  keys(): string[] {
-    return [...this.order];
-  }
-
-  info(name: string): TensorInfo | undefined {
-    return this.where.get(name)?.info(name);
-  }
-
-  read(name: string): RawArray {
-    return this.fileOf(name).read(name);
-  }
-
-  fileOf(name: string): SafetensorsFile {
-    const f = this.where.get(name);
-    if (!f) throw new SafetensorsError(this.label, `no tensor named "${name}"`);
-    return f;
-  }
-
-  close(): void {
-    for (const f of this.files) f.close();
-  }
-}
+export class MergedSafetensors extends MultiFileSafetensors {}
 
 /**
  * Opens a checkpoint given as a `.safetensors` file, a `*.safetensors.index.json`, or a directory
