@@ -22,25 +22,12 @@ import {
 import { MapSource, type TensorInfo, type TensorSource } from '../../src/io/source.js';
 import { type DType, type RawArray, allocRaw, bytesOf } from '../../src/tensor/dtype.js';
 import { numel } from '../../src/tensor/tensor.js';
+import { FLUX_DEV } from '../../src/models/flux/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Configs
 
-const DEV: FluxKeyConfig = {
-  in_channels: 64,
-  out_channels: 64,
-  vec_in_dim: 768,
-  context_in_dim: 4096,
-  hidden_size: 3072,
-  mlp_ratio: 4.0,
-  num_heads: 24,
-  depth: 19,
-  depth_single_blocks: 38,
-  axes_dim: [16, 56, 56],
-  theta: 10_000,
-  qkv_bias: true,
-  guidance_embed: true,
-};
+const DEV: FluxKeyConfig = FLUX_DEV; // black-forest-labs/flux util.py flux-dev (flux-spec §1.1)
 const SCHNELL: FluxKeyConfig = { ...DEV, guidance_embed: false };
 
 const AE: AutoencoderKeyConfig = {
