@@ -6,6 +6,7 @@
 // allocation tried once more. Why: a denoising step allocates and frees a few hundred tensors;
 // cudaMalloc/cudaFree each synchronise the device and would dominate a step.
 #include <cuda_runtime.h>
+#include <stdlib.h>
 
 #include <map>
 #include <mutex>
@@ -24,6 +25,10 @@ size_t g_allocated = 0, g_reserved = 0, g_peak = 0;
 
 size_t size_class(size_t n) {
   if (n == 0) n = 1;
+#ifdef FXS_EMU
+  // The CPU emulator's AddressSanitizer build must see each tensor's exact end.
+  if (getenv("FXS_EMU_EXACT_ALLOC")) return n;
+#endif
   if (n <= (1u << 20)) return (n + 511) & ~size_t(511);
   size_t p = size_t(1) << (63 - __builtin_clzll(n - 1));  // largest power of two < n
   size_t step = p >> 3;

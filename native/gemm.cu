@@ -20,6 +20,8 @@
 #include <unordered_map>
 #endif
 
+extern "C" int fxs_has_cublaslt(void);
+
 namespace fxs {
 
 struct LoadA {
@@ -177,6 +179,13 @@ int gemm_impl(const void* A, const void* B, int b_dt, void* C, int64_t batch, in
     }
   }
 #endif
+  // FXS_REQUIRE_CUBLASLT=1 (device script, emulator tests): a case meant for cuBLASLt that it
+  // refused is an error instead of a silent fallback, so a wrong layout cannot hide behind it.
+  {
+    static const bool require = getenv("FXS_REQUIRE_CUBLASLT") && getenv("FXS_REQUIRE_CUBLASLT")[0] == '1';
+    if (require && fxs_has_cublaslt() && DT != FXS_DT_F8E4M3 && b_dt == DT && (!bias || bias_dt == DT) && K > 0)
+      return (int)cudaErrorNotSupported;
+  }
   LoadA la{A, DT, sa, K};
   GemmEpi<DT> ep{C, sc, N, bias, bias_dt, alpha, act};
   if (b_nk) return launch_tiled_gemm(la, LoadBnk{B, b_dt, sb, K}, ep, batch, M, N, K, FXS_STREAM);

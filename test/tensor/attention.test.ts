@@ -64,7 +64,7 @@ describe('attention', () => {
         const y = attention(q.t, k.t, v.t);
         assert.deepEqual(y.shape, [d.B, d.Lq, d.H * d.Dv]);
         const ref = naiveAttention(q.v, k.v, v.v, d, 1 / Math.sqrt(d.D), undefined, false, dtype);
-        assertClose(y.toFloat32(), ref, tolFor(dtype), `attention ${JSON.stringify(d)} ${dtype}`);
+        assertClose(y.toFloat32(), ref, tolFor(dtype, be), `attention ${JSON.stringify(d)} ${dtype}`);
       }
     });
 
@@ -75,7 +75,7 @@ describe('attention', () => {
         const bias = randomTensor(be, [bb, bh, d.Lq, d.Lk], 60 + bb * 10 + bh, { dtype, scale: 3 });
         const y = attention(q.t, k.t, v.t, { scale: 0.3, bias: bias.t });
         const ref = naiveAttention(q.v, k.v, v.v, d, 0.3, { v: bias.v, bb, bh }, false, dtype);
-        assertClose(y.toFloat32(), ref, tolFor(dtype), `attention bias [${bb}, ${bh}, Lq, Lk] ${dtype}`);
+        assertClose(y.toFloat32(), ref, tolFor(dtype, be), `attention bias [${bb}, ${bh}, Lq, Lk] ${dtype}`);
       }
     });
 
@@ -88,7 +88,32 @@ describe('attention', () => {
         const bias = randomTensor(be, [1, d.H, d.Lq, d.Lk], 90, { dtype });
         const y = attention(q.t, k.t, v.t, { causal: true, bias: bias.t });
         const ref = naiveAttention(q.v, k.v, v.v, d, 1 / Math.sqrt(d.D), { v: bias.v, bb: 1, bh: d.H }, true, dtype);
-        assertClose(y.toFloat32(), ref, tolFor(dtype), `causal attention ${JSON.stringify(d)} ${dtype}`);
+        assertClose(y.toFloat32(), ref, tolFor(dtype, be), `causal attention ${JSON.stringify(d)} ${dtype}`);
+      }
+    });
+  }
+
+  // Head sizes 64 and 128 in bf16/f16 take the CUDA backend's tensor-core kernel (native/attention.cu
+  // flash_attn_kernel): 64-row query blocks, 64-key tiles, so these lengths cut tiles in awkward places.
+  for (const dtype of ['bf16', 'f16'] as const) {
+    forEachBackend(`attention at head size 64 and 128 (tensor-core tiles), ${dtype}`, (be) => {
+      const cases: { d: Dims; causal: boolean; bias: boolean; scale?: number }[] = [
+        { d: { B: 2, H: 3, Lq: 77, Lk: 130, D: 64, Dv: 64 }, causal: false, bias: false },
+        { d: { B: 1, H: 2, Lq: 130, Lk: 64, D: 128, Dv: 128 }, causal: false, bias: false, scale: 0.2 },
+        { d: { B: 1, H: 2, Lq: 100, Lk: 100, D: 64, Dv: 64 }, causal: true, bias: true },
+        { d: { B: 2, H: 1, Lq: 1, Lk: 200, D: 128, Dv: 128 }, causal: false, bias: true },
+      ];
+      let seed = 300;
+      for (const c of cases) {
+        const { q, k, v } = inputs(be, c.d, dtype, (seed += 7));
+        const bias = c.bias ? randomTensor(be, [1, c.d.H, c.d.Lq, c.d.Lk], seed + 5, { dtype, scale: 2 }) : undefined;
+        const scale = c.scale ?? 1 / Math.sqrt(c.d.D);
+        const y = attention(q.t, k.t, v.t, { scale, causal: c.causal, ...(bias ? { bias: bias.t } : {}) });
+        const ref = naiveAttention(q.v, k.v, v.v, c.d, scale, bias ? { v: bias.v, bb: 1, bh: c.d.H } : undefined, c.causal, dtype);
+        // tolerance: one ulp of the dtype, plus an absolute 2^-9 for outputs near 0: the tensor-core
+        // kernel rounds the softmax weights to the input dtype before P·V (like FlashAttention), an
+        // error of up to 2^-9 relative per weight on values of size ~1
+        assertClose(y.toFloat32(), ref, { rtol: dtype === 'f16' ? 2 ** -9 : 2 ** -7, atol: 2 ** -9 }, `attention ${JSON.stringify(c)} ${dtype}`);
       }
     });
   }

@@ -44,7 +44,7 @@ describe('binary ops', () => {
         for (const op of ['add', 'sub', 'mul'] as const) {
           const y = FNS[op](a.t, b.t);
           assert.deepEqual(y.shape, outShape);
-          assertClose(y.toFloat32(), naiveBinary(op, a.v, sa, b.v, sb, outShape, dtype), tolFor(dtype), `${op} [${sa}] [${sb}] ${dtype}`);
+          assertClose(y.toFloat32(), naiveBinary(op, a.v, sa, b.v, sb, outShape, dtype), tolFor(dtype, be), `${op} [${sa}] [${sb}] ${dtype}`);
         }
       }
     });
@@ -95,7 +95,7 @@ describe('activation', () => {
       const x = fromArray(be, [vals.length], vals, dtype);
       for (const act of ACTIVATIONS) {
         const y = activation(x, act);
-        assertClose(y.toFloat32(), rounded(dtype, Array.from(vals, (v) => actRef(act, v))), tolFor(dtype), `${act} ${dtype}`);
+        assertClose(y.toFloat32(), rounded(dtype, Array.from(vals, (v) => actRef(act, v))), tolFor(dtype, be), `${act} ${dtype}`);
       }
     });
   }
@@ -128,7 +128,7 @@ describe('softmax', () => {
       for (const [shape, scale] of [[[3, 7], 1], [[2, 2, 33], 30], [[4, 1], 1], [[1, 100], 100]] as [number[], number][]) {
         const x = randomTensor(be, shape, 50, { dtype, scale });
         const D = shape[shape.length - 1]!;
-        assertClose(softmax(x.t).toFloat32(), naiveSoftmax(x.v, D, dtype), tolFor(dtype), `softmax [${shape}] scale ${scale} ${dtype}`);
+        assertClose(softmax(x.t).toFloat32(), naiveSoftmax(x.v, D, dtype), tolFor(dtype, be), `softmax [${shape}] scale ${scale} ${dtype}`);
       }
     });
   }
@@ -181,7 +181,7 @@ describe('rope', () => {
           const pev = makePe(Bp, L!, D!);
           const pe = fromArray(be, [Bp, L!, D! / 2, 2, 2], pev);
           const y = rope(x.t, pe);
-          assertClose(y.toFloat32(), naiveRope(x.v, pev, B!, H!, L!, D!, Bp, dtype), tolFor(dtype), `rope [${B}, ${H}, ${L}, ${D}] pe batch ${Bp} ${dtype}`);
+          assertClose(y.toFloat32(), naiveRope(x.v, pev, B!, H!, L!, D!, Bp, dtype), tolFor(dtype, be), `rope [${B}, ${H}, ${L}, ${D}] pe batch ${Bp} ${dtype}`);
         }
       }
     });

@@ -52,7 +52,7 @@ describe('linear', () => {
           assert.deepEqual(y.shape, [...xs.slice(0, -1), N]);
           assert.equal(y.dtype, dtype);
           const ref = naiveLinear(x.v, w.v, withBias ? b.v : undefined, M, N, K, 1, 'none', dtype);
-          assertClose(y.toFloat32(), ref, tolFor(dtype), `linear x [${xs}] w [${N}, ${K}] bias=${withBias} ${dtype}`);
+          assertClose(y.toFloat32(), ref, tolFor(dtype, be), `linear x [${xs}] w [${N}, ${K}] bias=${withBias} ${dtype}`);
           y.dispose();
         }
         for (const t of [x.t, w.t, b.t]) t.dispose();
@@ -96,12 +96,12 @@ describe('linear', () => {
         const y = linear(x.t, w.t, { bias: b.t, weightScale: scale });
         assert.equal(y.dtype, xd);
         const ref = naiveLinear(x.v, w.v, b.v, M, N, K, scale, 'none', xd);
-        assertClose(y.toFloat32(), ref, tolFor(xd), `linear fp8 weight, scale ${scale}, x ${xd}`);
+        assertClose(y.toFloat32(), ref, tolFor(xd, be), `linear fp8 weight, scale ${scale}, x ${xd}`);
         y.dispose();
       }
       // the decoded fp8 weight is cached: a second call gives the same result
       const again = linear(x.t, w.t, { bias: b.t, weightScale: 0.5 }).toFloat32();
-      assertClose(again, naiveLinear(x.v, w.v, b.v, M, N, K, 0.5, 'none', xd), tolFor(xd), 'cached fp8 weight');
+      assertClose(again, naiveLinear(x.v, w.v, b.v, M, N, K, 0.5, 'none', xd), tolFor(xd, be), 'cached fp8 weight');
     }
   });
 
@@ -154,7 +154,7 @@ describe('matmul', () => {
             const c = matmul(a.t, b.t, { transB });
             assert.deepEqual(c.shape, [...batch, M, N]);
             const ref = naiveMatmul(a.v, b.v, nb, M, K, N, transB, bBatched && batch.length > 0, dtype);
-            assertClose(c.toFloat32(), ref, tolFor(dtype), `matmul [${batch}, ${M}, ${K}] x ${bBatched ? 'batched' : 'broadcast'} b transB=${transB} ${dtype}`);
+            assertClose(c.toFloat32(), ref, tolFor(dtype, be), `matmul [${batch}, ${M}, ${K}] x ${bBatched ? 'batched' : 'broadcast'} b transB=${transB} ${dtype}`);
           }
         }
       }

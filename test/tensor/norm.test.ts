@@ -41,7 +41,7 @@ describe('layerNorm', () => {
         for (const [useW, useB] of [[false, false], [true, true], [true, false], [false, true]] as const) {
           const y = layerNorm(x.t, { weight: useW ? w.t : undefined, bias: useB ? b.t : undefined, eps: 1e-5 });
           const ref = rounded(dtype, naiveLayerNorm(x.v, D, 1e-5, useW ? w.v : undefined, useB ? b.v : undefined));
-          assertClose(y.toFloat32(), ref, tolFor(dtype), `layerNorm [${shape}] w=${useW} b=${useB} ${dtype}`);
+          assertClose(y.toFloat32(), ref, tolFor(dtype, be), `layerNorm [${shape}] w=${useW} b=${useB} ${dtype}`);
         }
       }
     });
@@ -72,7 +72,7 @@ describe('rmsNorm', () => {
         for (const useW of [false, true]) {
           const y = rmsNorm(x.t, useW ? w.t : undefined, 1e-6);
           const ref = naiveRms(x.v, D, 1e-6, useW ? w.v : undefined, dtype);
-          assertClose(y.toFloat32(), ref, tolFor(dtype), `rmsNorm [${shape}] weight=${useW} ${dtype}`);
+          assertClose(y.toFloat32(), ref, tolFor(dtype, be), `rmsNorm [${shape}] weight=${useW} ${dtype}`);
         }
       }
     });
@@ -123,7 +123,7 @@ describe('groupNorm', () => {
         for (const silu of [false, true]) {
           const y = groupNorm(x.t, { groups: G, weight: w.t, bias: b.t, eps: 1e-6, act: silu ? 'silu' : 'none' });
           const ref = naiveGroupNorm(x.v, shape, G, w.v, b.v, 1e-6, silu, dtype);
-          assertClose(y.toFloat32(), ref, silu && dtype !== 'f32' ? TOL.bf16Chain : tolFor(dtype), `groupNorm [${shape}] G=${G} silu=${silu} ${dtype}`);
+          assertClose(y.toFloat32(), ref, silu && dtype !== 'f32' ? TOL.bf16Chain : tolFor(dtype, be), `groupNorm [${shape}] G=${G} silu=${silu} ${dtype}`);
         }
       }
     });

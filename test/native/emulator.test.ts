@@ -1,0 +1,132 @@
+// The CUDA kernels (native/*.cu) and the Node-API addon, run on the CPU emulator
+// (native/emu/, docs/gpu.md "The emulator"): every machine, CI included, runs the real kernel
+// sources with block-level concurrency, the cuBLASLt call path and the caching allocator.
+// What it cannot tell: speed, and how the real cuBLASLt differs from its documentation.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BUILD = path.join(ROOT, 'build', 'emu');
+const ADDON = path.join(BUILD, 'fluxserve_cuda.node');
+const ASAN_BUILD = path.join(ROOT, 'build', 'emu-asan');
+
+/** The environment for a child that must not think it is a node:test worker. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env['NODE_TEST_CONTEXT'];
+  delete env['FLUXSERVE_BACKEND'];
+  return env;
+}
+
+function run(args: string[], extra: Record<string, string> = {}, timeoutMs = 600_000): { status: number | null; out: string } {
+  const r = spawnSync(args[0]!, args.slice(1), { cwd: ROOT, env: childEnv(extra), encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+function build(asan: boolean): void {
+  const r = run([process.execPath, 'scripts/build-native-emu.mjs', ...(asan ? ['--asan'] : [])]);
+  assert.equal(r.status, 0, `building the emulated addon failed:\n${r.out}`);
+}
+
+describe('CUDA kernels on the CPU emulator', () => {
+  before(() => build(false));
+
+  test('the launch rewrite keeps kernel, configuration and arguments', async () => {
+    const mod = (await import(pathToFileURL(path.join(ROOT, 'scripts', 'build-native-emu.mjs')).href)) as {
+      rewriteLaunches(src: string): string;
+    };
+    assert.equal(
+      mod.rewriteLaunches('  fxs::k<FXS_DT_CODE_##dt><<<fxs::g(n), 256, 0, FXS_STREAM>>>(a, f(b, c), n);'),
+      '  fxs_emu::launch([=]() { fxs::k<FXS_DT_CODE_##dt>(a, f(b, c), n); }, fxs::g(n), 256, 0, FXS_STREAM);',
+    );
+    assert.equal(
+      mod.rewriteLaunches('x; k2<A, B<C>><<<dim3(1, 2), 64>>>(p);'),
+      'x; fxs_emu::launch([=]() { k2<A, B<C>>(p); }, dim3(1, 2), 64);',
+    );
+    assert.equal(mod.rewriteLaunches('no launch here <<'), 'no launch here <<');
+  });
+
+  test('the emulator itself: barriers, shuffles, deadlock and exited-lane detection, launch limits', () => {
+    const r = run([path.join(BUILD, 'emu-selftest')]);
+    assert.equal(r.status, 0, r.out);
+    const oks = r.out.split('\n').filter((l) => l.startsWith('ok ')).length;
+    assert.equal(oks, 7, r.out);
+    assert.match(r.out, /emu-selftest: all ok/);
+  });
+
+  test('every op test passes on the emulated CUDA backend, cuBLASLt path required', () => {
+    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/'], { FLUXSERVE_CUDA_ADDON: ADDON, FXS_REQUIRE_CUBLASLT: '1' });
+    const cudaPassed = r.out.split('\n').filter((l) => /✔ .*\[cuda\]/.test(l)).length;
+    const cudaFailed = r.out.split('\n').filter((l) => /✖ .*\[cuda\]/.test(l));
+    assert.deepEqual(cudaFailed, [], r.out.slice(-4000));
+    assert.equal(r.status, 0, r.out.slice(-4000));
+    // the CUDA backend must really have been registered: each op test runs once per backend
+    const cpuPassed = r.out.split('\n').filter((l) => /✔ .*\[cpu\]/.test(l)).length;
+    assert.ok(cpuPassed >= 50, `only ${cpuPassed} [cpu] op tests ran`);
+    assert.equal(cudaPassed, cpuPassed, `${cudaPassed} [cuda] op tests passed, ${cpuPassed} on [cpu]`);
+  });
+
+  test('BFL tiny reference check passes with FLUXSERVE_BACKEND=cuda on the emulator', () => {
+    const r = run([process.execPath, 'scripts/gpu-check.mjs', 'reference-check', 'test/fixtures/bfl-tiny-a'], {
+      FLUXSERVE_BACKEND: 'cuda',
+      FLUXSERVE_CUDA_ADDON: ADDON,
+      FXS_REQUIRE_CUBLASLT: '1',
+    });
+    assert.equal(r.status, 0, r.out.slice(-4000));
+    assert.match(r.out, /fluxserve CPU emulator/, 'the check must say it ran on the emulated device');
+    assert.match(r.out, /reference-check: all within tolerance/);
+    assert.match(r.out, /ok +forward\.out/);
+  });
+
+  test('the caching allocator releases its cache and retries when cudaMalloc fails', () => {
+    const script = `
+      const a = require(process.env.ADDON);
+      a.init(0);
+      const MB = 1 << 20;
+      const p1 = a.malloc(6 * MB); a.free(p1);
+      const s1 = a.memStats();
+      const p2 = a.malloc(7 * MB);            // 6 cached + 7 > 10: only fits after the cache is released
+      const s2 = a.memStats();
+      let oom = '';
+      try { a.malloc(5 * MB); } catch (e) { oom = String(e.message); }
+      a.free(p2);
+      console.log(JSON.stringify({ s1, s2, oom }));`;
+    const r = run([process.execPath, '-e', script], { ADDON, FXS_EMU_MEM_LIMIT: String(10 << 20) });
+    assert.equal(r.status, 0, r.out);
+    const { s1, s2, oom } = JSON.parse(r.out.trim().split('\n').at(-1)!) as {
+      s1: { allocated: number; reserved: number };
+      s2: { allocated: number; reserved: number };
+      oom: string;
+    };
+    assert.deepEqual([s1.allocated, s1.reserved], [0, 6 << 20], 'a freed block stays cached');
+    assert.deepEqual([s2.allocated, s2.reserved], [7 << 20, 7 << 20], 'the cache was released, then the allocation retried');
+    assert.match(oom, /out of memory/, 'an allocation that fits nowhere fails with a clear error');
+  });
+
+  test('the op tests under AddressSanitizer + UBSan (exact-size device buffers)', (t) => {
+    build(true);
+    const lib = (name: string): string => {
+      const r = spawnSync(process.env['CXX'] ?? 'g++', [`-print-file-name=${name}`], { encoding: 'utf8' });
+      return r.stdout.trim();
+    };
+    const asan = lib('libasan.so');
+    const ubsan = lib('libubsan.so');
+    assert.ok(fs.existsSync(asan) && fs.existsSync(ubsan), `the sanitizer runtimes must exist (${asan}, ${ubsan})`);
+    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/'], {
+      FLUXSERVE_CUDA_ADDON: path.join(ASAN_BUILD, 'fluxserve_cuda.node'),
+      FXS_REQUIRE_CUBLASLT: '1',
+      FXS_EMU_EXACT_ALLOC: '1',
+      LD_PRELOAD: `${asan} ${ubsan}`,
+      ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1',
+      UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
+    });
+    t.diagnostic(r.out.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join('; '));
+    assert.doesNotMatch(r.out, /AddressSanitizer|runtime error:/, r.out.slice(-4000));
+    assert.equal(r.status, 0, r.out.slice(-4000));
+  });
+});
