@@ -204,6 +204,15 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
                  a.i64(10), a.i64(11), a.i64(12), a.ptr(13), a.dt(14), (float)a.f64(15), (int)a.i64(16));
   return a.done(rc);
 }
+napi_value LinearFp8In(napi_env env, napi_callback_info info) {
+  Args a(env, info, "linearFp8In");
+  static decltype(&fxs_linear_fp8in_f32) T[] = TABLE4(fxs_linear_fp8in);
+  int d = a.dt(0);
+  if (a.bad) return nullptr;
+  auto rc = T[d](a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), a.i64(6), a.ptr(7), a.dt(8), (float)a.f64(9),
+                 (int)a.i64(10));
+  return a.done(rc);
+}
 napi_value Attention(napi_env env, napi_callback_info info) {
   Args a(env, info, "attention");
   static decltype(&fxs_attention_f32) T[] = TABLE4(fxs_attention);
@@ -339,7 +348,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback fn; } fns[] = {
       {"init", Init}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
       {"memStats", MemStats}, {"resetPeak", ResetPeak}, {"upload", Upload}, {"download", Download},
-      {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"attention", Attention},
+      {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"attention", Attention},
       {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm}, {"modulatedLayerNorm", ModLayerNorm},
       {"gatedResidual", GatedResidual}, {"binary", Binary}, {"affine", Affine}, {"activation", Activation},
       {"softmax", Softmax}, {"rope", Rope}, {"conv2d", Conv2d}, {"cast", Cast}, {"copy2d", Copy2d},
@@ -351,7 +360,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, f.name, v);
   }
   napi_value ver;
-  napi_create_uint32(env, 1, &ver);
+  napi_create_uint32(env, 2, &ver);  // 2: linearFp8In
   napi_set_named_property(env, exports, "abiVersion", ver);
   return exports;
 }

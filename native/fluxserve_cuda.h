@@ -50,6 +50,12 @@ int fxs_synchronize(void);
                     int64_t N, int64_t K, int b_nk, int64_t stride_a, int64_t stride_b,            \
                     int64_t stride_c, const void* bias, int bias_dtype, float alpha, int act);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_GEMM)
+// y[M,N] = act(w_scale · s_x · e4m3(x / s_x)·w8ᵀ + bias) with s_x = max|x| / 448 computed on the
+// device (ops.ts linear quantizeInput 'f8e4m3'); w8 e4m3 [N,K]. Not for an fp8 x (invalid value).
+#define FXS_DECL_LINEAR_FP8IN(dt)                                                                   \
+  int fxs_linear_fp8in_##dt(const void* x, const void* w8, void* y, int64_t M, int64_t N, int64_t K, \
+                            const void* bias, int bias_dtype, float w_scale, int act);
+FXS_FOR_FLOAT_DTYPES(FXS_DECL_LINEAR_FP8IN)
 
 // --- attention (attention.cu) ---------------------------------------------------------------------
 // q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv] -> out [B,Lq,H*Dv]; bias element (b,h,i,j) at

@@ -40,8 +40,9 @@ struct LoadBkn {  // B stored [K, N]
 };
 template <int DT> struct GemmEpi {
   void* c; int64_t stride, N; const void* bias; int bias_dt; float alpha; int act;
+  const float* dscale;  // device scalar multiplying alpha (the fp8 input scale), or null
   __device__ __forceinline__ void operator()(int64_t b, int64_t m, int64_t n, float acc) const {
-    float v = acc * alpha;
+    float v = acc * (dscale ? alpha * *dscale : alpha);
     if (bias) v += ldx(bias, bias_dt, n);
     if (act != FXS_ACT_NONE) v = act_apply(act, Io<DT>::rnd(v));
     Io<DT>::st(c, b * stride + m * N + n, v);
@@ -54,6 +55,34 @@ __global__ void act_inplace_kernel(void* y, int64_t n, int act) {
     Io<DT>::st(y, i, act_apply(act, Io<DT>::ld(y, i)));
 }
 
+// Dynamic per-tensor e4m3 quantisation of a linear's input (ops.ts linear quantizeInput):
+// s = max|x| / 448 (1 when x is all zero), x_q = e4m3(x / s). The max is order-independent, so the
+// result is deterministic (unlike float atomics); non-negative floats compare like their bits.
+template <int DT>
+__global__ void amax_kernel(const void* x, int64_t n, unsigned* amax_bits) {
+  __shared__ float sh[32];
+  float m = 0.f;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    m = fmaxf(m, fabsf(Io<DT>::ld(x, i)));
+  m = warp_max(m);
+  int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  if (lane == 0) sh[wid] = m;
+  __syncthreads();
+  if (wid == 0) {
+    float t = lane < nw ? sh[lane] : 0.f;
+    t = warp_max(t);
+    if (lane == 0) atomicMax(amax_bits, __float_as_uint(t));
+  }
+}
+template <int DT>
+__global__ void quant_e4m3_kernel(const void* x, int64_t n, uint8_t* xq, const unsigned* amax_bits, float* scale) {
+  const float amax = __uint_as_float(*amax_bits);
+  const float s = amax > 0.f ? amax / 448.f : 1.f;
+  if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    xq[i] = f8_enc(Io<DT>::ld(x, i) / s);
+}
+
 #ifdef FLUXSERVE_HAVE_CUBLASLT
 // ---- cuBLASLt path (isolated: nothing outside this block refers to cuBLASLt) ------------------
 namespace lt {
@@ -64,16 +93,16 @@ void* workspace = nullptr;
 constexpr size_t kWorkspace = 32u << 20;
 
 struct Key {
-  int dt, b_nk, epi; int64_t batch, M, N, K, sa, sb, sc;
+  int dt, b_nk, epi; int64_t batch, M, N, K, sa, sb, sc; int fp8;  // fp8: A and B are e4m3 (scaled)
   bool operator==(const Key& o) const {
-    return dt == o.dt && b_nk == o.b_nk && epi == o.epi && batch == o.batch && M == o.M && N == o.N &&
+    return dt == o.dt && b_nk == o.b_nk && epi == o.epi && fp8 == o.fp8 && batch == o.batch && M == o.M && N == o.N &&
            K == o.K && sa == o.sa && sb == o.sb && sc == o.sc;
   }
 };
 struct KeyHash {
   size_t operator()(const Key& k) const {
     size_t h = 1469598103934665603ull;
-    for (int64_t v : {(int64_t)k.dt, (int64_t)k.b_nk, (int64_t)k.epi, k.batch, k.M, k.N, k.K, k.sa, k.sb, k.sc})
+    for (int64_t v : {(int64_t)k.dt, (int64_t)k.b_nk, (int64_t)k.epi, (int64_t)k.fp8, k.batch, k.M, k.N, k.K, k.sa, k.sb, k.sc})
       h = (h ^ (size_t)v) * 1099511628211ull;
     return h;
   }
@@ -104,6 +133,7 @@ Plan* plan_for(const Key& k) {
   if (it != plans.end()) return it->second.ok ? &it->second : nullptr;
   Plan& p = plans[k];
   cudaDataType_t t = cuda_type(k.dt);
+  cudaDataType_t tin = k.fp8 ? CUDA_R_8F_E4M3 : t;  // fp8: e4m3 inputs, output and bias in DT
   cublasComputeType_t ct = CUBLAS_COMPUTE_32F;
   if (cublasLtMatmulDescCreate(&p.op, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return nullptr;
   cublasOperation_t ta = k.b_nk ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
@@ -112,9 +142,14 @@ Plan* plan_for(const Key& k) {
   cublasLtEpilogue_t epi = k.epi == 2 ? CUBLASLT_EPILOGUE_GELU_BIAS : k.epi == 1 ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
   // our B: [N,K] row-major = col-major K x N (ld K); [K,N] row-major = col-major N x K (ld N)
-  if (k.b_nk) cublasLtMatrixLayoutCreate(&p.a, t, k.K, k.N, k.K);
-  else cublasLtMatrixLayoutCreate(&p.a, t, k.N, k.K, k.N);
-  cublasLtMatrixLayoutCreate(&p.b, t, k.K, k.M, k.K);
+  if (k.fp8) {  // Hopper's fp8 GEMMs take only the "TN" layout: both operands K-major
+    static const bool fast = getenv("FXS_FP8_FAST_ACCUM") && getenv("FXS_FP8_FAST_ACCUM")[0] == '1';
+    int8_t fa = fast ? 1 : 0;
+    cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof(fa));
+  }
+  if (k.b_nk) cublasLtMatrixLayoutCreate(&p.a, tin, k.K, k.N, k.K);
+  else cublasLtMatrixLayoutCreate(&p.a, tin, k.N, k.K, k.N);
+  cublasLtMatrixLayoutCreate(&p.b, tin, k.K, k.M, k.K);
   cublasLtMatrixLayoutCreate(&p.c, t, k.N, k.M, k.N);
   if (k.batch > 1) {
     int32_t bc = (int32_t)k.batch;
@@ -140,17 +175,20 @@ Plan* plan_for(const Key& k) {
 
 // Returns 0 when it ran, -1 when this case is not for cuBLASLt (caller falls back), else an error.
 int try_gemm(int dt, const void* A, const void* B, void* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-             int b_nk, int64_t sa, int64_t sb, int64_t sc, const void* bias, float alpha, int act, bool* act_done) {
+             int b_nk, int64_t sa, int64_t sb, int64_t sc, const void* bias, float alpha, int act, bool* act_done,
+             const float* x_scale = nullptr) {
   std::lock_guard<std::mutex> g(mu);
   if (!init()) return -1;
   static const bool fuse_gelu = getenv("FXS_CUBLASLT_GELU_EPILOGUE") && getenv("FXS_CUBLASLT_GELU_EPILOGUE")[0] == '1';
   int epi = bias ? 1 : 0;
   *act_done = false;
   if (fuse_gelu && bias && act == FXS_ACT_GELU_TANH) { epi = 2; *act_done = true; }
-  Key key{dt, b_nk, epi, batch, M, N, K, sa, sb, sc};
+  Key key{dt, b_nk, epi, batch, M, N, K, sa, sb, sc, x_scale ? 1 : 0};
   Plan* p = plan_for(key);
   if (!p) { *act_done = false; return -1; }
   if (bias) cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
+  // our x is cuBLAS's B: its dequantisation scale is B's (a device scalar); the weight scale is alpha
+  if (x_scale) cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof(x_scale));
   float beta = 0.f;
   cublasStatus_t st = cublasLtMatmul(handle, p->op, &alpha, B, p->a, A, p->b, &beta, C, p->c, C, p->c, &p->algo,
                                      workspace, kWorkspace, FXS_STREAM);
@@ -160,6 +198,53 @@ int try_gemm(int dt, const void* A, const void* B, void* C, int64_t batch, int64
 
 }  // namespace lt
 #endif  // FLUXSERVE_HAVE_CUBLASLT
+
+template <int DT>
+int gemm_impl(const void* A, const void* B, int b_dt, void* C, int64_t batch, int64_t M, int64_t N, int64_t K,
+              int b_nk, int64_t sa, int64_t sb, int64_t sc, const void* bias, int bias_dt, float alpha, int act);
+
+// linear with an fp8 weight and a dynamically quantised fp8 input (go_fast): amax, quantise into
+// a temporary e4m3 copy of x, then an fp8 GEMM (cuBLASLt, else the tiled kernel) with the input
+// scale read on the device, so nothing waits for the host.
+template <int DT>
+int gemm_fp8_input(const void* A, const void* B, void* C, int64_t M, int64_t N, int64_t K, const void* bias,
+                   int bias_dt, float alpha, int act) {
+  static float* scratch = nullptr;  // [0] amax bits, [1] scale; stream order makes one copy enough
+  if (!scratch && cudaMalloc((void**)&scratch, 256) != cudaSuccess) return (int)cudaErrorMemoryAllocation;
+  if (M <= 0 || N <= 0) return 0;
+  const int64_t n = M * K;
+  void* xq = nullptr;
+  int rc = fxs_malloc((size_t)(n > 0 ? n : 1), &xq);
+  if (rc) return rc;
+  cudaMemsetAsync(scratch, 0, 4, FXS_STREAM);
+  unsigned g = blocks_for(n, 256) > 1024u ? 1024u : blocks_for(n, 256);
+  amax_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (unsigned*)scratch);
+  quant_e4m3_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (uint8_t*)xq, (const unsigned*)scratch, scratch + 1);
+  rc = (int)cudaGetLastError();
+  if (rc) { fxs_free(xq); return rc; }
+#ifdef FLUXSERVE_HAVE_CUBLASLT
+  if ((DT == FXS_DT_BF16 || DT == FXS_DT_F16) && (!bias || bias_dt == DT) && K > 0) {
+    bool act_done = false;
+    int r = lt::try_gemm(DT, xq, B, C, 1, M, N, K, 1, 0, 0, 0, bias, alpha, act, &act_done, scratch + 1);
+    if (r == 0) {
+      if (act != FXS_ACT_NONE && !act_done) {
+        int64_t nn = M * N;
+        unsigned ga = blocks_for(nn, 256) > 65535u * 16 ? 65535u * 16 : blocks_for(nn, 256);
+        act_inplace_kernel<DT><<<ga, 256, 0, FXS_STREAM>>>(C, nn, act);
+      }
+      fxs_free(xq);
+      return (int)cudaGetLastError();
+    }
+    static const bool require = getenv("FXS_REQUIRE_CUBLASLT") && getenv("FXS_REQUIRE_CUBLASLT")[0] == '1';
+    if (require) { fxs_free(xq); return (int)cudaErrorNotSupported; }
+  }
+#endif
+  LoadA la{xq, FXS_DT_F8E4M3, 0, K};
+  GemmEpi<DT> ep{C, 0, N, bias, bias_dt, alpha, act, scratch + 1};
+  rc = launch_tiled_gemm(la, LoadBnk{B, FXS_DT_F8E4M3, 0, K}, ep, 1, M, N, K, FXS_STREAM);
+  fxs_free(xq);
+  return rc;
+}
 
 template <int DT>
 int gemm_impl(const void* A, const void* B, int b_dt, void* C, int64_t batch, int64_t M, int64_t N, int64_t K,
@@ -187,7 +272,7 @@ int gemm_impl(const void* A, const void* B, int b_dt, void* C, int64_t batch, in
       return (int)cudaErrorNotSupported;
   }
   LoadA la{A, DT, sa, K};
-  GemmEpi<DT> ep{C, sc, N, bias, bias_dt, alpha, act};
+  GemmEpi<DT> ep{C, sc, N, bias, bias_dt, alpha, act, nullptr};
   if (b_nk) return launch_tiled_gemm(la, LoadBnk{B, b_dt, sb, K}, ep, batch, M, N, K, FXS_STREAM);
   return launch_tiled_gemm(la, LoadBkn{B, b_dt, sb, N}, ep, batch, M, N, K, FXS_STREAM);
 }
@@ -203,6 +288,13 @@ extern "C" {
                                             stride_b, stride_c, bias, bias_dtype, alpha, act);     \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_GEMM)
+#define FXS_DEF_LINEAR_FP8IN(dt)                                                                    \
+  int fxs_linear_fp8in_##dt(const void* x, const void* w8, void* y, int64_t M, int64_t N, int64_t K, \
+                            const void* bias, int bias_dtype, float w_scale, int act) {             \
+    if (FXS_DT_CODE_##dt == FXS_DT_F8E4M3) return (int)cudaErrorInvalidValue;                      \
+    return fxs::gemm_fp8_input<FXS_DT_CODE_##dt>(x, w8, y, M, N, K, bias, bias_dtype, w_scale, act); \
+  }
+FXS_FOR_FLOAT_DTYPES(FXS_DEF_LINEAR_FP8IN)
 
 int fxs_has_cublaslt(void) {
 #ifdef FLUXSERVE_HAVE_CUBLASLT

@@ -27,6 +27,12 @@ export interface LinearArgs {
   act: Activation;
   /** Per-tensor dequantisation scale of an fp8 weight (1 for other dtypes). */
   weightScale: number;
+  /**
+   * 'f8e4m3' (only with an fp8 weight): quantise x dynamically per tensor before the product —
+   * s = max|x| / 448 (1 when x is all zero), x_q = e4m3(x / s) (RNE), y = (x_q·wᵀ)·s·weightScale
+   * + bias, rounded once to x's dtype (go_fast; deterministic: no data-dependent order).
+   */
+  quantizeInput?: 'f8e4m3' | undefined;
 }
 
 export interface AttentionArgs {

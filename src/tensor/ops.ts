@@ -98,7 +98,7 @@ export function zeros(be: Backend, shape: Shape, dtype: DType = 'f32'): Tensor {
 export function linear(
   x: Tensor,
   w: Tensor,
-  opts: { bias?: Tensor | undefined; act?: Activation; weightScale?: number } = {},
+  opts: { bias?: Tensor | undefined; act?: Activation; weightScale?: number; quantizeInput?: 'f8e4m3' | undefined } = {},
 ): Tensor {
   const op = 'linear';
   const named = { x, w, bias: opts.bias };
@@ -110,8 +110,13 @@ export function linear(
   if (K !== Kw) fail(op, `inner dims differ: x has K=${K}, w has K=${Kw}`, named);
   if (opts.bias && (opts.bias.rank !== 1 || opts.bias.shape[0] !== N)) fail(op, `bias must be [${N}]`, named);
   if (x.dtype === 'f8e4m3') fail(op, 'x may not be fp8 (activations are quantised inside the op)', named);
+  if (opts.quantizeInput !== undefined) {
+    if (opts.quantizeInput !== 'f8e4m3') fail(op, `quantizeInput must be 'f8e4m3' (got '${String(opts.quantizeInput)}')`, named);
+    if (w.dtype !== 'f8e4m3') fail(op, `quantizeInput 'f8e4m3' needs an fp8 weight (w is ${w.dtype})`, named);
+  }
   const out = { shape: [...x.shape.slice(0, -1), N], dtype: x.dtype };
-  return wrap(be, out, be.linear(out, x, w, { bias: opts.bias, act: opts.act ?? 'none', weightScale: opts.weightScale ?? 1 }));
+  const args = { bias: opts.bias, act: opts.act ?? 'none', weightScale: opts.weightScale ?? 1, quantizeInput: opts.quantizeInput };
+  return wrap(be, out, be.linear(out, x, w, args));
 }
 
 /**

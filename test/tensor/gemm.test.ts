@@ -86,6 +86,40 @@ describe('linear', () => {
     assert.ok(fractionDifferent(rounded('bf16', oneRounding), ref) > 0.05, 'the test must tell one rounding from two');
   });
 
+  // go_fast: fp8 weight and a dynamically quantised fp8 input (LinearArgs.quantizeInput); on the
+  // CUDA backend cuBLASLt's fp8 GEMM with the input scale read on the device (native/gemm.cu).
+  forEachBackend('linear with an fp8 weight and a dynamically quantised fp8 input', (be) => {
+    const [M, K, N] = [37, 64, 24];
+    for (const xd of ['bf16', 'f16', 'f32'] as const) {
+      const x = randomTensor(be, [M, K], 41, { dtype: xd, scale: 3 });
+      const w = randomTensor(be, [N, K], 42, { dtype: 'f8e4m3', scale: 20 });
+      const b = randomTensor(be, [N], 43, { dtype: xd });
+      // the reference quantisation: s = fp32(max|x| / 448), x_q = e4m3(fp32(x / s))
+      const amax = x.v.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const s = Math.fround(amax / 448);
+      const xq = rounded('f8e4m3', Float32Array.from(x.v, (v) => v / s));
+      for (const act of ['none', 'gelu_tanh'] as const) {
+        const y = linear(x.t, w.t, { bias: b.t, weightScale: 0.05, quantizeInput: 'f8e4m3', act });
+        const ref = naiveLinear(xq, w.v, b.v, M, N, K, 0.05 * s, act, xd);
+        // tolerance: the dtype's (one rounding of an fp32-accumulated product), a chain for the activation
+        assertClose(y.toFloat32(), ref, act === 'none' ? tolFor(xd, be) : xd === 'f32' ? tolFor(xd, be) : TOL.bf16Chain, `fp8 input ${xd} ${act}`);
+        const again = linear(x.t, w.t, { bias: b.t, weightScale: 0.05, quantizeInput: 'f8e4m3', act }).toFloat32();
+        assert.deepEqual(again, y.toFloat32(), 'deterministic: the same inputs give the same bits');
+      }
+      const unquantised = linear(x.t, w.t, { bias: b.t, weightScale: 0.05 }).toFloat32();
+      const quantised = linear(x.t, w.t, { bias: b.t, weightScale: 0.05, quantizeInput: 'f8e4m3' }).toFloat32();
+      assert.ok(fractionDifferent(quantised, unquantised) > 0.3, 'the input really is quantised');
+    }
+    // an all-zero input: scale 1, the output is the bias
+    const z = randomTensor(be, [3, K], 44, { dtype: 'bf16', scale: 0 });
+    const w = randomTensor(be, [N, K], 42, { dtype: 'f8e4m3', scale: 20 });
+    const b = randomTensor(be, [N], 45, { dtype: 'bf16' });
+    const y = linear(z.t, w.t, { bias: b.t, quantizeInput: 'f8e4m3' }).toFloat32();
+    assertClose(y, [...b.v, ...b.v, ...b.v], TOL.exact, 'zero input');
+    const wb = randomTensor(be, [N, K], 46, { dtype: 'bf16' });
+    assert.throws(() => linear(z.t, wb.t, { quantizeInput: 'f8e4m3' }), /quantizeInput 'f8e4m3' needs an fp8 weight \(w is bf16\)/);
+  });
+
   forEachBackend('linear with an fp8 weight and a weight scale', (be) => {
     const [M, K, N] = [6, 20, 9];
     for (const xd of ['f32', 'bf16'] as const) {

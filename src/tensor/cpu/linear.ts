@@ -24,17 +24,40 @@ export function linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): St
   const K = xs[xs.length - 1]!;
   const M = numel(xs.slice(0, -1));
   const N = dimsOf(w)[0]!;
-  const xf = f32Of(x); // [M, K]
+  let xf = f32Of(x); // [M, K]
+  let scale = args.weightScale;
+  if (args.quantizeInput === 'f8e4m3') {
+    const q = quantizeE4m3PerTensor(xf);
+    xf = q.values;
+    scale *= q.scale;
+  }
   const wf = paramF32(w); // [N, K]
   const y = newF32(M * N); // [M, N]
   runGemm({ nn: false, A: xf, aOff: 0, lda: K, strideA: 0, B: wf, bOff: 0, ldb: K, strideB: 0, C: y, cOff: 0, ldc: N, strideC: 0, batch: 1, M, N, K });
   const bias = optParamF32(args.bias); // [N]
-  epilogue(y, M, N, args.weightScale, bias);
+  epilogue(y, M, N, scale, bias);
   if (args.act !== 'none') {
     roundToDtypeInPlace(out.dtype, y); // Linear's output, then the activation is a second op
     applyActivation(args.act, y, y);
   }
   return encodeOut(out, y);
+}
+
+/**
+ * Dynamic per-tensor e4m3 quantisation (LinearArgs.quantizeInput): s = fp32(max|x| / 448), 1 for
+ * an all-zero x; values e4m3(fp32(x / s)), as the CUDA kernels compute them (native/gemm.cu).
+ */
+export function quantizeE4m3PerTensor(x: F32): { values: F32; scale: number } {
+  let amax = 0;
+  for (let i = 0; i < x.length; i++) {
+    const a = Math.abs(x[i]!);
+    if (a > amax) amax = a;
+  }
+  const scale = amax > 0 ? Math.fround(amax / 448) : 1;
+  const values = newF32(x.length);
+  for (let i = 0; i < x.length; i++) values[i] = x[i]! / scale;
+  roundToDtypeInPlace('f8e4m3', values);
+  return { values, scale };
 }
 
 function epilogue(y: F32, M: number, N: number, scale: number, bias: F32 | undefined): void {

@@ -34,6 +34,8 @@ interface Addon {
   copyBytes(dst: bigint, src: bigint, bytes: number): void;
   gemm(dt: number, a: bigint, b: bigint, bDt: number, c: bigint, batch: number, M: number, N: number, K: number, bNK: number,
     sa: number, sb: number, sc: number, bias: bigint, biasDt: number, alpha: number, act: number): void;
+  linearFp8In(dt: number, x: bigint, w: bigint, y: bigint, M: number, N: number, K: number, bias: bigint, biasDt: number,
+    wScale: number, act: number): void;
   attention(dt: number, q: bigint, k: bigint, v: bigint, bias: bigint, biasDt: number, biasSB: number, biasSH: number, out: bigint,
     B: number, H: number, Lq: number, Lk: number, D: number, Dv: number, scale: number, causal: number): void;
   layerNorm(dt: number, x: bigint, w: bigint, wDt: number, b: bigint, bDt: number, y: bigint, rows: number, D: number, eps: number): void;
@@ -59,7 +61,7 @@ interface Addon {
   embedding(width: number, table: bigint, ids: bigint, y: bigint, n: number, D: number): void;
 }
 
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 const DT: Record<DType, number> = { f32: 0, bf16: 1, f16: 2, f8e4m3: 3, i32: 4 };
 const ACT: Record<Activation, number> = { none: 0, gelu_tanh: 1, gelu: 2, silu: 3, quick_gelu: 4 };
 const OPS: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2 };
@@ -215,6 +217,10 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
       const M = K > 0 ? x.size / K : numel(x.shape.slice(0, -1));
       const N = w.shape[0]!;
       const y = out1(out);
+      if (args.quantizeInput === 'f8e4m3') {
+        A.linearFp8In(DT[x.dtype], ptrOf(x), ptrOf(w), y.ptr, M, N, K, opt(args.bias), optDt(args.bias), args.weightScale, ACT[args.act]);
+        return y;
+      }
       A.gemm(DT[x.dtype], ptrOf(x), ptrOf(w), DT[w.dtype], y.ptr, 1, M, N, K, 1, 0, 0, 0, opt(args.bias), optDt(args.bias), args.weightScale, ACT[args.act]);
       return y;
     },
