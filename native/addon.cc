@@ -204,6 +204,16 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
                  a.i64(10), a.i64(11), a.i64(12), a.ptr(13), a.dt(14), (float)a.f64(15), (int)a.i64(16));
   return a.done(rc);
 }
+napi_value AbsMax(napi_env env, napi_callback_info info) {
+  Args a(env, info, "absMax");
+  static decltype(&fxs_absmax_f32) T[] = TABLE4(fxs_absmax);
+  int d = a.dt(0);
+  if (a.bad) return nullptr;
+  float m = 0.f;
+  int rc = T[d](a.ptr(1), a.i64(2), &m);
+  if (rc) return a.done(rc);
+  return num(env, (double)m);
+}
 napi_value LinearFp8In(napi_env env, napi_callback_info info) {
   Args a(env, info, "linearFp8In");
   static decltype(&fxs_linear_fp8in_f32) T[] = TABLE4(fxs_linear_fp8in);
@@ -348,7 +358,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback fn; } fns[] = {
       {"init", Init}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
       {"memStats", MemStats}, {"resetPeak", ResetPeak}, {"upload", Upload}, {"download", Download},
-      {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"attention", Attention},
+      {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"absMax", AbsMax}, {"attention", Attention},
       {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm}, {"modulatedLayerNorm", ModLayerNorm},
       {"gatedResidual", GatedResidual}, {"binary", Binary}, {"affine", Affine}, {"activation", Activation},
       {"softmax", Softmax}, {"rope", Rope}, {"conv2d", Conv2d}, {"cast", Cast}, {"copy2d", Copy2d},

@@ -56,6 +56,9 @@ FXS_FOR_FLOAT_DTYPES(FXS_DECL_GEMM)
   int fxs_linear_fp8in_##dt(const void* x, const void* w8, void* y, int64_t M, int64_t N, int64_t K, \
                             const void* bias, int bias_dtype, float w_scale, int act);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_LINEAR_FP8IN)
+// *out = max |x[i]| (NaN ignored), read back to the host: waits for the stream.
+#define FXS_DECL_ABSMAX(dt) int fxs_absmax_##dt(const void* x, int64_t n, float* out);
+FXS_FOR_FLOAT_DTYPES(FXS_DECL_ABSMAX)
 
 // --- attention (attention.cu) ---------------------------------------------------------------------
 // q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv] -> out [B,Lq,H*Dv]; bias element (b,h,i,j) at

@@ -10,6 +10,7 @@
 // FXS_CUBLASLT_GELU_EPILOGUE=1 fuses GELU_BIAS (tanh GELU, one rounding fewer: faster, not
 // bit-identical to the reference chain).
 #include <stdlib.h>
+#include <string.h>
 
 #include "tiled_gemm.cuh"
 
@@ -74,6 +75,24 @@ __global__ void amax_kernel(const void* x, int64_t n, unsigned* amax_bits) {
     if (lane == 0) atomicMax(amax_bits, __float_as_uint(t));
   }
 }
+template <int DT>
+int absmax_to_host(const void* x, int64_t n, float* out) {
+  *out = 0.f;
+  if (n <= 0) return 0;
+  unsigned* d = nullptr;
+  int rc = fxs_malloc(4, (void**)&d);
+  if (rc) return rc;
+  cudaMemsetAsync(d, 0, 4, FXS_STREAM);
+  unsigned g = blocks_for(n, 256) > 1024u ? 1024u : blocks_for(n, 256);
+  amax_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(x, n, d);
+  rc = (int)cudaGetLastError();
+  unsigned bits = 0;
+  if (!rc) rc = fxs_download(&bits, d, 4);
+  fxs_free(d);
+  memcpy(out, &bits, 4);
+  return rc;
+}
+
 template <int DT>
 __global__ void quant_e4m3_kernel(const void* x, int64_t n, uint8_t* xq, const unsigned* amax_bits, float* scale) {
   const float amax = __uint_as_float(*amax_bits);
@@ -295,6 +314,11 @@ FXS_FOR_FLOAT_DTYPES(FXS_DEF_GEMM)
     return fxs::gemm_fp8_input<FXS_DT_CODE_##dt>(x, w8, y, M, N, K, bias, bias_dtype, w_scale, act); \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_LINEAR_FP8IN)
+#define FXS_DEF_ABSMAX(dt)                                                                          \
+  int fxs_absmax_##dt(const void* x, int64_t n, float* out) {                                       \
+    return fxs::absmax_to_host<FXS_DT_CODE_##dt>(x, n, out);                                        \
+  }
+FXS_FOR_FLOAT_DTYPES(FXS_DEF_ABSMAX)
 
 int fxs_has_cublaslt(void) {
 #ifdef FLUXSERVE_HAVE_CUBLASLT

@@ -16,7 +16,8 @@
 // new set. Saved rows that the new set does not need are dropped (the weight is pristine again),
 // so host memory is the touched rows of the current set.
 //
-// Not here yet: a runtime (unfused) LoRA path, and fp8 (go_fast) weights — those are refused.
+// fp8 checkpoint weights are refused. go_fast's fp8 copies (src/models/fp8.ts) are derived from the
+// bf16 weights: every parameter write here is announced through Flux.paramWritten so they follow.
 
 import type { Flux } from '../models/flux/model.js';
 import { bflTransformerKeys } from '../io/names.js';
@@ -244,6 +245,7 @@ export class LoraManager {
         const fused = fuseRows(plan, t.dtype, rows);
         this.modified.add(key);
         t.backend.write(t.storage, t.dtype, fused, plan.rowStart * plan.cols);
+        this.model.paramWritten(key);
         this.stats.paramsWritten++;
       }
     } catch (e) {
@@ -266,6 +268,7 @@ export class LoraManager {
       const t = findParam(this.model, key)!;
       const cols = matrixShape(key, t.shape)[1];
       t.backend.write(t.storage, t.dtype, s.raw, s.rowStart * cols);
+      this.model.paramWritten(key);
       this.stats.paramsRestored++;
     }
     this.modified.clear();

@@ -19,6 +19,11 @@ export class Linear {
   readonly bias: Tensor | undefined;
   /** Runtime adapters, added in order to x·Wᵀ + b before the activation; empty unless runtime LoRAs are attached. */
   adapters: readonly LinearAdapter[] = [];
+  /**
+   * go_fast (src/models/fp8.ts): when set, forward runs the fp8 path instead of `weight` — an e4m3
+   * copy of it with its per-tensor scale, and the input quantised to e4m3 on the fly.
+   */
+  fp8: { readonly weight: Tensor; readonly scale: number } | undefined = undefined;
 
   constructor(w: Weights, inDim: number, outDim: number, bias = true) {
     this.weight = w.get('weight', [outDim, inDim]);
@@ -27,12 +32,18 @@ export class Linear {
 
   /** [..., in] -> [..., out], with an optional fused activation (rounded after the GEMM). */
   forward(x: Tensor, act: Activation = 'none'): Tensor {
-    if (this.adapters.length === 0) return linear(x, this.weight, { bias: this.bias, act });
+    if (this.adapters.length === 0) return this.product(x, act);
     return tidy(() => {
-      let y = linear(x, this.weight, { bias: this.bias });
+      let y = this.product(x, 'none');
       for (const a of this.adapters) y = add(y, a.forward(x));
       return act === 'none' ? y : activation(y, act);
     });
+  }
+
+  private product(x: Tensor, act: Activation): Tensor {
+    const q = this.fp8;
+    if (q) return linear(x, q.weight, { bias: this.bias, act, weightScale: q.scale, quantizeInput: 'f8e4m3' });
+    return linear(x, this.weight, { bias: this.bias, act });
   }
 }
 

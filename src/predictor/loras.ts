@@ -67,7 +67,15 @@ export interface LoraStepContext {
    * the key is present it replaces LoraStepOptions.ownLora, even when undefined.
    */
   readonly ownLora?: OwnLora | undefined;
+  /** This prediction runs go_fast (fp8): the main LoRA's strength is multiplied by 1.5 (cog-flux). */
+  readonly goFast?: boolean | undefined;
 }
+
+/**
+ * cog-flux's fp8 path multiplies the main LoRA's strength by 1.5 (an extra LoRA only when it takes
+ * the main one's place) to make up for what fp8 re-quantisation loses (cog-flux-behaviour.md §4.6).
+ */
+export const GO_FAST_LORA_MULTIPLIER = 1.5;
 
 interface Wanted {
   /** The input field the reference came from, or undefined for the model's own LoRA. */
@@ -157,8 +165,13 @@ export class PredictorLoras {
     const token = ctx.token ?? this.opts.loraToken;
     const secrets = [token];
     const log = (line: string) => ctx.log(redactText(line, secrets));
-    const wanted = this.wanted(input, log, 'ownLora' in ctx ? ctx.ownLora : this.opts.ownLora);
-    this.goFastNote(input, wanted, log, ctx.backendName);
+    let wanted = this.wanted(input, log, 'ownLora' in ctx ? ctx.ownLora : this.opts.ownLora);
+    if (ctx.goFast === true && wanted.length > 0) {
+      // the first entry is the main LoRA, or an extra LoRA applied alone in its place
+      const [main, ...rest] = wanted;
+      wanted = [{ ...main!, scale: main!.scale * GO_FAST_LORA_MULTIPLIER }, ...rest];
+      log(`go_fast: ${main!.label} strength x${GO_FAST_LORA_MULTIPLIER} on the fp8 path (as cog-flux does), ${main!.scale} -> ${main!.scale * GO_FAST_LORA_MULTIPLIER}`);
+    }
 
     const entries: LoraEntry[] = [];
     for (const w of wanted) {
@@ -200,15 +213,6 @@ export class PredictorLoras {
       const m = this.manager;
       log(`Loaded ${entries.length} LoRA(s) as runtime adapters on ${m.stats.adapters} layers in ${s} s${m.stats.fallbackEntries > 0 ? ' (non-low-rank parts fused)' : ''}`);
     } else log(`Loaded ${entries.length} LoRA(s) in ${s} s (fused into the weights)`);
-  }
-
-  /** go_fast (fp8) does not exist on this backend yet: say so, and what fp8 would do to LoRA strength. */
-  private goFastNote(input: Readonly<Record<string, unknown>>, wanted: readonly Wanted[], log: (line: string) => void, backend: string): void {
-    if (input['go_fast'] !== true) return;
-    // custom sizes and images already log "go_fast is ignored ... (runs in bf16)" (validation warnings)
-    if (present(input['image']) || input['aspect_ratio'] === 'custom') return;
-    const lora = wanted.length > 0 ? '; LoRA strengths are applied as given (the fp8 path will multiply them by 1.5)' : '';
-    log(`go_fast: fp8 inference is not available on the ${backend} backend yet; running in ${this.flux.dtype}${lora}`);
   }
 
   private async resolve(

@@ -26,6 +26,7 @@ import { LoraSourceError } from '../lora/source-errors.js';
 import { parseLoraRef } from '../lora/sources.js';
 import type { ValidationErrorItem } from './errors.js';
 import { type ValidationResult, validateInput } from './validate.js';
+import { GoFast } from '../models/fp8.js';
 
 /** What a ModelHost loads and how it resolves LoRAs (loraMode, resolveLora, allowLocalLoras, ...: src/predictor/loras.ts). */
 export interface HostOptions extends Omit<LoraStepOptions, 'ownLora'> {
@@ -86,6 +87,7 @@ export class ModelHost {
   private models: FluxModels | undefined;
   private safetyChecker: ImageSafetyChecker | undefined;
   private lorasState: PredictorLoras | undefined;
+  private goFastState: GoFast | undefined;
   /** Tail of the chain that runs this host's predictions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -116,6 +118,12 @@ export class ModelHost {
     return this.lorasState;
   }
 
+  /** go_fast's fp8 copies of the transformer (src/models/fp8.ts), created on first use. */
+  get goFast(): GoFast | undefined {
+    if (!this.goFastState && this.models) this.goFastState = new GoFast(this.models.flux);
+    return this.goFastState;
+  }
+
   /** A Predictor (one served model) on this host. */
   predictor(view: ViewOptions = {}): Predictor {
     return new Predictor({ ...this.opts, ...view, host: this });
@@ -132,6 +140,8 @@ export class ModelHost {
   }
 
   dispose(): void {
+    this.goFastState?.dispose();
+    this.goFastState = undefined;
     this.lorasState?.dispose();
     this.lorasState = undefined;
     this.models?.dispose();
@@ -248,9 +258,18 @@ export class Predictor {
     log: (line: string) => void,
   ): Promise<PredictionResult> {
     cb.signal?.throwIfAborted();
+    // go_fast: fp8 block weights and inputs (src/models/fp8.ts); cog-flux runs custom sizes and
+    // images in bf16 instead (validation already warned), and multiplies the main LoRA's strength by 1.5.
+    const goFast = input['go_fast'] === true && !source && input['aspect_ratio'] !== 'custom';
     // LoRAs (main + extra) before sampling: resolved, parsed and fused (or attached) for this prediction.
-    await this.host.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, backendName: this.host.opts.backend.name, ownLora: this.opts.ownLora });
+    await this.host.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, backendName: this.host.opts.backend.name, ownLora: this.opts.ownLora, goFast });
     cb.signal?.throwIfAborted();
+    const fp8 = this.host.goFast;
+    if (goFast && fp8) {
+      const t = performance.now();
+      const made = fp8.enable();
+      log(`go_fast: fp8 (e4m3) block weights and activations${made > 0 ? ` (${made} layers quantised in ${((performance.now() - t) / 1000).toFixed(2)} s)` : ''}`);
+    } else fp8?.disable();
     const safety = this.host.safety;
     const checkSafety = safety !== undefined && !input['disable_safety_checker'];
     if (input['disable_safety_checker']) log('Safety checker disabled for this prediction (disable_safety_checker): outputs are not checked.');

@@ -94,4 +94,6 @@ export interface Backend {
   splitHeads(outs: readonly OutSpec[], x: Tensor, heads: number): Storage[];
   embedding(out: OutSpec, table: Tensor, ids: Tensor): Storage;
   cast(out: OutSpec, x: Tensor): Storage;
+  /** max |x| over every element, read back to the host (waits for pending work); NaN is ignored. */
+  absMax(x: Tensor): number;
 }

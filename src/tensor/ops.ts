@@ -530,9 +530,20 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   return wrap(be, out, be.cast(out, x));
 }
 
+/**
+ * max |x| over all elements as a host number (a reduction that waits for the backend; used when
+ * quantising weights, not inside a denoising step). NaN elements are ignored; 0 for an empty tensor.
+ */
+export function absMax(x: Tensor): number {
+  const op = 'absMax';
+  const be = sameBackend(op, { x });
+  requireFloat(op, { x });
+  return x.size === 0 ? 0 : be.absMax(x);
+}
+
 /** The names of every op, for backends' completeness checks and docs. */
 export const OP_NAMES = [
   'linear', 'matmul', 'attention', 'layerNorm', 'rmsNorm', 'groupNorm', 'modulatedLayerNorm', 'gatedResidual',
   'binary', 'affine', 'activation', 'softmax', 'rope', 'conv2d', 'upsampleNearest', 'concat', 'slice',
-  'permute', 'splitHeads', 'embedding', 'cast',
+  'permute', 'splitHeads', 'embedding', 'cast', 'absMax',
 ] as const;

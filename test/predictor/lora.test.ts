@@ -246,18 +246,30 @@ describe('Predictor LoRAs (tiny model)', () => {
     assert.ok((await run(rt)).equals(base));
   });
 
-  it('go_fast=true logs that fp8 is not available and runs anyway', async () => {
-    // the LoRA step alone (a 1:1 txt2img prediction is 1024x1024): validated-input shape as predict() passes it
-    const loras = (hotswap as unknown as { loras: { apply(i: Record<string, unknown>, c: { log: (l: string) => void; backendName: string }): Promise<void> } }).loras;
-    const lines: string[] = [];
-    await loras.apply({ prompt: 'x', go_fast: true, aspect_ratio: '1:1', replicate_weights: A, lora_scale: 1 }, { log: (l) => lines.push(l), backendName: 'cpu' });
-    assert.ok(
-      lines.includes('go_fast: fp8 inference is not available on the cpu backend yet; running in f32; LoRA strengths are applied as given (the fp8 path will multiply them by 1.5)'),
-      lines.join('\n'),
-    );
+  it('go_fast=true runs the fp8 path: deterministic, main LoRA x1.5, copies follow LoRA changes, ignored for images', async () => {
+    // txt2img at the smallest table size (1:1 at 0.25 megapixels = 512x512), 2 steps
+    const t2i = { prompt: 'a fox', aspect_ratio: '1:1', megapixels: '0.25', num_inference_steps: 2, seed: 7, output_format: 'png' };
+    const go = async (extra: Record<string, unknown>, lines?: string[]) =>
+      (await hotswap.predict({ ...t2i, ...extra }, { log: (l) => lines?.push(l) })).files[0]!.data;
+    const plain = await go({ go_fast: false });
+    const first: string[] = [];
+    const fast = await go({ go_fast: true }, first);
+    assert.ok(first.some((l) => /^go_fast: fp8 \(e4m3\) block weights and activations \(\d+ layers quantised in /.test(l)), first.join('\n'));
+    assert.ok(!fast.equals(plain), 'fp8 changes the image');
+    const again: string[] = [];
+    assert.ok((await go({ go_fast: true }, again)).equals(fast), 'go_fast is deterministic for a fixed seed');
+    assert.ok(again.includes('go_fast: fp8 (e4m3) block weights and activations'), 'the fp8 copies are kept between predictions');
+
+    const withLora: string[] = [];
+    const fastA = await go({ go_fast: true, replicate_weights: A, lora_scale: 1 }, withLora);
+    assert.ok(withLora.includes('go_fast: replicate_weights strength x1.5 on the fp8 path (as cog-flux does), 1 -> 1.5'), withLora.join('\n'));
+    assert.ok(withLora.includes('LoRA scale: 1.5'), withLora.join('\n'));
+    assert.ok(!fastA.equals(fast), 'the LoRA reaches the fp8 weights');
+    assert.ok((await go({ go_fast: true })).equals(fast), 'unloading the LoRA re-quantises the pristine weights');
+
     const img: string[] = [];
     await run(hotswap, { go_fast: true }, img);
-    assert.ok(!img.some((l) => l.startsWith('go_fast: fp8')), 'img2img already says go_fast is ignored');
+    assert.ok(!img.some((l) => l.startsWith('go_fast: fp8')), 'img2img runs in the model dtype');
     assert.ok(img.includes('go_fast is ignored in img2img mode (runs in bf16)'), img.join('\n'));
-  });
+});
 });

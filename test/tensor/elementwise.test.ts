@@ -5,7 +5,7 @@ import { describe } from 'node:test';
 
 import type { BinaryOp } from '../../src/tensor/backend.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { activation, add, affine, broadcastShapes, fromArray, mul, rope, softmax, sub } from '../../src/tensor/ops.js';
+import { absMax, activation, add, affine, broadcastShapes, fromArray, mul, rope, softmax, sub } from '../../src/tensor/ops.js';
 import { numel } from '../../src/tensor/tensor.js';
 import { TOL, assertClose, assertMostlyExact, forEachBackend, fractionDifferent, randomTensor, round1, rounded, tolFor } from '../helpers/backends.js';
 import { ACTIVATIONS, actRef, broadcastIndex, unravel } from './naive.js';
@@ -186,4 +186,19 @@ describe('rope', () => {
       }
     });
   }
+});
+
+describe('absMax', () => {
+  forEachBackend('absMax is the exact max |x| over awkward sizes and dtypes; NaN ignored', (be) => {
+    for (const dtype of ['f32', 'bf16', 'f16', 'f8e4m3'] as const) {
+      for (const n of [1, 7, 256, 1000, 70001]) {
+        const x = randomTensor(be, [n], 500 + n, { dtype, scale: dtype === 'f8e4m3' ? 30 : 3 });
+        const want = x.v.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        assert.equal(absMax(x.t), want, `absMax ${dtype} n=${n}`);
+      }
+    }
+    const withNaN = fromArray(be, [4], [1, Number.NaN, -5, 2]);
+    assert.equal(absMax(withNaN), 5);
+    assert.equal(absMax(fromArray(be, [3], [0, -0, 0])), 0);
+  });
 });

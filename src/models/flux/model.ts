@@ -53,6 +53,7 @@ export class Flux {
   readonly dtype: DType;
   readonly backend: Backend;
   private readonly owned: Tensor[];
+  private readonly paramListeners = new Set<(key: string) => void>();
 
   /** Builds the model from `w` (a builder at the transformer's prefix); call `w.finish()` after. */
   constructor(params: FluxParams, w: Weights) {
@@ -75,6 +76,19 @@ export class Flux {
     this.owned = w.tensors.slice(first);
     const wd = this.img_in.weight.dtype;
     this.dtype = wd === 'f8e4m3' || wd === 'i32' ? 'bf16' : wd;
+  }
+
+  /**
+   * Whoever rewrites a parameter in place (the LoRA manager) calls this with its BFL key
+   * ('double_blocks.0.img_attn.qkv.weight'), so that copies derived from it (go_fast's fp8
+   * weights) are rebuilt. Returns the unsubscribe function of `onParamWritten`.
+   */
+  paramWritten(key: string): void {
+    for (const fn of this.paramListeners) fn(key);
+  }
+  onParamWritten(fn: (key: string) => void): () => void {
+    this.paramListeners.add(fn);
+    return () => this.paramListeners.delete(fn);
   }
 
   /** Loads a whole transformer checkpoint (BFL names) and fails on missing/unexpected/mis-shaped keys. */

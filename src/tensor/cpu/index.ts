@@ -8,7 +8,7 @@ import { type DType, type RawArray, allocRaw, dtypeSize, rawToF32 } from '../dty
 import { attention } from './attention.js';
 import { conv2d } from './conv.js';
 import { activation, affine, binary, rope, softmax } from './elementwise.js';
-import { cast, concat, embedding, permute, slice, splitHeads, upsampleNearest } from './layout.js';
+import { absMax, cast, concat, embedding, permute, slice, splitHeads, upsampleNearest } from './layout.js';
 import { linear, matmul } from './linear.js';
 import { gatedResidual, groupNorm, layerNorm, modulatedLayerNorm, rmsNorm } from './norm.js';
 import { CpuStorage, allocShared, bitsOf } from './storage.js';
@@ -86,4 +86,5 @@ export const cpuBackend: Backend = {
   splitHeads,
   embedding,
   cast,
+  absMax,
 };

@@ -147,3 +147,13 @@ export function upsampleNearest(out: OutSpec, x: Tensor, factor: number): Storag
   }
   return storage;
 }
+
+export function absMax(x: Tensor): number {
+  const v = f32Of(x);
+  let m = 0;
+  for (let i = 0; i < v.length; i++) {
+    const a = Math.abs(v[i]!);
+    if (a > m) m = a; // NaN compares false: ignored
+  }
+  return m;
+}

@@ -34,6 +34,7 @@ interface Addon {
   copyBytes(dst: bigint, src: bigint, bytes: number): void;
   gemm(dt: number, a: bigint, b: bigint, bDt: number, c: bigint, batch: number, M: number, N: number, K: number, bNK: number,
     sa: number, sb: number, sc: number, bias: bigint, biasDt: number, alpha: number, act: number): void;
+  absMax(dt: number, x: bigint, n: number): number;
   linearFp8In(dt: number, x: bigint, w: bigint, y: bigint, M: number, N: number, K: number, bias: bigint, biasDt: number,
     wScale: number, act: number): void;
   attention(dt: number, q: bigint, k: bigint, v: bigint, bias: bigint, biasDt: number, biasSB: number, biasSH: number, out: bigint,
@@ -405,6 +406,10 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
 
     cast(out: OutSpec, x: Tensor): Storage {
       return castTo(x, out.dtype);
+    },
+
+    absMax(x: Tensor): number {
+      return A.absMax(DT[x.dtype], ptrOf(x), x.size);
     },
   };
 }
