@@ -20,6 +20,10 @@
 #                  8. the same with f32 activations/weights (47.6 GB) -> compare-f32.log (if time is left)
 #   predict        9. scripts/gpu-random-predict.mjs: 1024x1024, 28 steps, random full-size
 #                     FLUX-dev + T5-XXL + CLIP-L + AE built in-process -> predict.log
+#   bench-torch   10. scripts/device/bench_torch.py: the PyTorch reference (BFL Flux module from
+#                     .ref/bfl/src, carried) eager + torch.compile -> /tmp/torch-rows.jsonl, bench-torch.log
+#   bench         11. dist/bench/flux-gpu.js: our per-step / e2e / memory / go_fast quality, merged
+#                     with the reference rows -> bench-table.md (docs/performance.md), bench.log
 # Every step has a timeout; a phase stops starting steps when its 580 s budget is used up.
 PHASE="${1:-ops}"
 set -uo pipefail
@@ -68,6 +72,7 @@ export PATH="$(dirname "${NODE:-/usr/bin/node}"):$PATH"
 [ -d .device/include/node ] && export NODE_INCLUDE_DIR="${NODE_INCLUDE_DIR:-$PWD/.device/include/node}"
 
 # 2. build (later phases reuse the first call's build on the warm machine)
+[ "$PHASE" = bench-torch ] && FXS_SKIP_BUILD=1  # PyTorch only
 if [ "$PHASE" != ops ] && [ -f build/fluxserve_cuda.node ] && [ -z "${FXS_REBUILD:-}" ]; then
   note "reusing build/fluxserve_cuda.node"; FXS_SKIP_BUILD=1
 fi
@@ -95,6 +100,24 @@ if [ "$PHASE" = compare ]; then
     grep -vE '^\{' "$OUT/compare.log" | tail -12 | tee -a "$SUMMARY"
     B=$(budget 200); [ "$B" -gt 60 ] && step compare-f32 compare-f32.log env FLUXSERVE_BACKEND=cuda timeout "$B" "$NODE" scripts/gpu-compare.mjs "$RDIR" --dtype f32
     [ -f "$OUT/compare-f32.log" ] && grep -vE '^\{' "$OUT/compare-f32.log" | tail -12 | tee -a "$SUMMARY"
+  fi
+  note "done"; exit 0
+fi
+if [ "$PHASE" = bench-torch ]; then
+  # 10. PyTorch reference (issue 7): the public BFL Flux module (.ref/bfl/src, carried; see docs/performance.md)
+  #     with random bf16 weights, eager and torch.compile, dev and schnell, 1024² and 512²
+  B=$(budget 570); step bench-torch bench-torch.log env PYTHONUNBUFFERED=1 timeout "$B" python3 scripts/device/bench_torch.py \
+    --impl bfl --bfl-src .ref/bfl/src --out /tmp/torch-rows.jsonl --budget $((B - 60))
+  cp /tmp/torch-rows.jsonl "$OUT/torch-rows.jsonl" 2>/dev/null
+  grep -vE '^\{' "$OUT/bench-torch.log" | tail -14 | tee -a "$SUMMARY"
+  note "done"; exit 0
+fi
+if [ "$PHASE" = bench ]; then
+  # 11. our bench (bench/flux-gpu.ts) with the reference rows of phase bench-torch merged into one table
+  if [ -n "$NODE" ]; then
+    B=$(budget 570); step bench bench.log env FLUXSERVE_BACKEND=cuda FXS_REQUIRE_CUBLASLT=1 timeout "$B" "$NODE" dist/bench/flux-gpu.js \
+      --torch /tmp/torch-rows.jsonl --out "$OUT/bench-table.md" --json "$OUT/bench-rows.jsonl" --budget $((B - 90))
+    tail -30 "$OUT/bench.log" | tee -a "$SUMMARY"
   fi
   note "done"; exit 0
 fi

@@ -32,6 +32,8 @@ export interface DecodedImage {
 
 export interface Txt2ImgOptions extends DenoiseOptions {
   log?: (line: string) => void;
+  /** Sees the final packed latents [B, L_img, 64] (as f32) before the VAE decode (benchmarks, quality checks). */
+  onLatents?: (latents: Float32Array) => void;
 }
 
 /** Text conditioning for a batch: T5 sequence [B, L, ctx] and CLIP pooled [B, vec]. */
@@ -76,6 +78,7 @@ export async function txt2img(models: FluxModels, req: Txt2ImgRequest, opts: Txt
     ),
   ); // [B, Li, 64]
   opts.signal?.throwIfAborted();
+  opts.onLatents?.(latents.toFloat32());
 
   return decodeLatents(models, latents, width, height);
 }

@@ -473,6 +473,11 @@ export function cudaResetPeak(): void {
   loaded?.backend?.resetPeak();
 }
 
+/** Gives the allocator's cached free blocks back to the driver (between benchmark phases). */
+export function cudaEmptyCache(): void {
+  loaded?.backend?.emptyCache();
+}
+
 /** True when an addon file exists (so a failure to load it is worth telling the user about). */
 export function cudaAddonWasBuilt(): boolean {
   return loaded?.addonExists ?? false;
