@@ -18,6 +18,10 @@
 import * as fs from 'node:fs';
 
 import { randomModels } from '../src/debug/random-models.js';
+import { LoraManager } from '../src/lora/apply.js';
+import { RuntimeLoraManager } from '../src/lora/runtime.js';
+import type { LowRankDelta, ParsedLora } from '../src/lora/types.js';
+import type { Flux } from '../src/models/flux/model.js';
 import { GoFast } from '../src/models/fp8.js';
 import type { FluxModels } from '../src/models/load.js';
 import { imageIds, textIds } from '../src/sampling/latents.js';
@@ -99,6 +103,67 @@ function stepBench(be: Backend, models: FluxModels, size: number): () => void {
   return () => flux.forward(img, iids, txt, tids, t, vec, g).dispose();
 }
 
+/**
+ * A random rank-16 LoRA on the layers fine-tunes train (ai-toolkit's FLUX targets: attention qkv and
+ * proj, both MLP layers of every double block, linear1 and linear2 of every single block).
+ */
+function randomLora(flux: Flux, seed: number, rank = 16): ParsedLora {
+  const deltas: LowRankDelta[] = [];
+  let s = seed >>> 0;
+  const rnd = (n: number, amp: number) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      a[i] = ((s / 2 ** 32) * 2 - 1) * amp;
+    }
+    return a;
+  };
+  const add = (key: string, lin: { weight: { shape: readonly number[] } }) => {
+    const [out, inF] = lin.weight.shape as [number, number];
+    deltas.push({ kind: 'lowrank', module: key, rowStart: 0, rowEnd: out, cols: inF, scale: 1, source: key.slice(0, -7), rank, down: rnd(rank * inF, 0.01), up: rnd(out * rank, 0.01) });
+  };
+  flux.double_blocks.forEach((b, i) => {
+    for (const side of ['img', 'txt'] as const) {
+      const attn = side === 'img' ? b.img_attn : b.txt_attn;
+      const mlp = side === 'img' ? b.img_mlp : b.txt_mlp;
+      add(`double_blocks.${i}.${side}_attn.qkv.weight`, attn.qkv);
+      add(`double_blocks.${i}.${side}_attn.proj.weight`, attn.proj);
+      add(`double_blocks.${i}.${side}_mlp.0.weight`, mlp[0]);
+      add(`double_blocks.${i}.${side}_mlp.2.weight`, mlp[2]);
+    }
+  });
+  flux.single_blocks.forEach((b, i) => {
+    add(`single_blocks.${i}.linear1.weight`, b.linear1);
+    add(`single_blocks.${i}.linear2.weight`, b.linear2);
+  });
+  return { format: 'diffusers-peft', deltas, overrides: [], dropped: [], ranks: [rank], alphas: [], warnings: [], rank };
+}
+
+/** Time of switching between two (parsed, cached) LoRAs: runtime adapters, then fused weights. */
+function loraSwitch(be: Backend, flux: Flux, lines: string[]): void {
+  const A = { parsed: randomLora(flux, 11), scale: 1, id: 'A' };
+  const B = { parsed: randomLora(flux, 22), scale: 1, id: 'B' };
+  const params = (A.parsed.deltas as LowRankDelta[]).reduce((n, d) => n + d.down.length + d.up.length, 0);
+  for (const mode of ['runtime', 'fused'] as const) {
+    if (overBudget()) break;
+    const mgr = mode === 'runtime' ? new RuntimeLoraManager(flux) : new LoraManager(flux);
+    const times: number[] = [];
+    const switches = mode === 'runtime' ? runs : 2; // the fused path is host work on every touched row
+    for (let i = 0; i <= switches && !overBudget(); i++) {
+      const t = performance.now();
+      mgr.setLoras([i % 2 === 0 ? A : B]);
+      be.synchronize();
+      if (i > 0) times.push(performance.now() - t); // the first apply also saves the pristine rows
+    }
+    mgr.setLoras([]);
+    be.synchronize();
+    if ('dispose' in mgr && typeof mgr.dispose === 'function') mgr.dispose();
+    if (times.length === 0) continue;
+    lines.push(`LoRA switch (${mode}, rank 16 on ${A.parsed.deltas.length} layers, ${(params / 1e6).toFixed(1)} M params each): median ${median(times).toFixed(1)} ms over ${times.length} switches`);
+    console.log(`  ${lines.at(-1)}`);
+  }
+}
+
 function psnr(a: Float32Array, ref: Float32Array): { mae: number; psnr: number } {
   let lo = Infinity;
   let hi = -Infinity;
@@ -131,6 +196,7 @@ async function main(): Promise<void> {
   console.log(`flux-gpu bench: ${device}; ${small ? 'SMALL random model' : 'random full-size FLUX.1'}; runs ${runs}; sizes ${sizes.join(', ')}`);
   const rows: Row[] = [];
   const quality: string[] = [];
+  const lines: string[] = [];
   const encode = await pngEncoder();
   if (!encode) console.log('note: sharp not importable; e2e excludes the image encode');
   for (const variant of variants) {
@@ -185,6 +251,10 @@ async function main(): Promise<void> {
         quality.push(`| ${variant} | ${e2eSize}² | ${steps} | ${l.mae.toExponential(3)} | ${l.psnr.toFixed(2)} | ${p.mae.toExponential(3)} | ${p.psnr.toFixed(2)} |`);
       }
     }
+    if (variant === 'dev' && !args.includes('--no-lora') && !overBudget()) {
+      gf.disable();
+      loraSwitch(be, models.flux, lines);
+    }
     gf.dispose();
     models.dispose();
     cudaEmptyCache();
@@ -202,7 +272,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  const table = render(rows, quality, device);
+  const table = render(rows, quality, device) + (lines.length ? `\n${lines.join('\n')}\n` : '');
   console.log(table);
   const out = opt('--out', '');
   if (out) fs.writeFileSync(out, table);

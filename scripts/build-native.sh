@@ -80,7 +80,8 @@ if [ -n "$LT_INC" ]; then
   DEFS+=(-DFLUXSERVE_HAVE_CUBLASLT -I"$LT_INC")
   LT_SO=$(ls "$LT_LIB"/libcublasLt.so* | sort | head -1)
   # link against the versioned file itself when there is no unversioned libcublasLt.so (pip wheels)
-  if [ -e "$LT_LIB/libcublasLt.so" ]; then LINK_LT=(-L"$LT_LIB" -lcublasLt); else LINK_LT=("$LT_SO"); fi
+  # (nvcc itself refuses a file named *.so.13 as an input: hand it to the host linker)
+  if [ -e "$LT_LIB/libcublasLt.so" ]; then LINK_LT=(-L"$LT_LIB" -lcublasLt); else LINK_LT=(-Xlinker "$LT_SO"); fi
   LINK_LT+=(-Xlinker -rpath -Xlinker "$LT_LIB")
   echo "build-native: cuBLASLt from $LT_LIB"
 else

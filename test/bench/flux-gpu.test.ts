@@ -32,6 +32,8 @@ describe('bench/flux-gpu (small model, CPU)', () => {
     assert.match(table, /\| fluxserve \| bf16 \| dev \| step \| 128² \| 1 \| [\d.]+ \| 1 \|  \| [\d.]+x \(torch-bfl compile\) \|/);
     assert.match(table, /\| torch-bfl \| compile \| dev \| step \| 128² \| 1 \| 1000\.0 \| 5 \|/);
     assert.match(table, /go_fast vs bf16, same seed:[\s\S]*\| dev \| 128² \| 3 \| [\d.e+-]+ \| [\d.]+ \| [\d.e+-]+ \| [\d.]+ \|/);
+    assert.match(table, /LoRA switch \(runtime, rank 16 on 10 layers, [\d.]+ M params each\): median [\d.]+ ms over 1 switches/);
+    assert.match(table, /LoRA switch \(fused, rank 16 on 10 layers/);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
