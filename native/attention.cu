@@ -87,27 +87,33 @@ __global__ void __launch_bounds__(AT_ROWS * 32) attention_kernel(const void* q, 
 
 
 // ---- tensor-core flash attention (bf16/f16, D = Dv in {64, 128}) ------------------------------------
-// Algorithm (FlashAttention-2 style, written from its paper's description): a block of 4 warps owns
-// 64 query rows (16 per warp, Q kept in registers as mma A fragments); K and V stream through
-// shared memory in tiles of 64 keys (cp.async, rows padded by 16 bytes so ldmatrix is conflict
-// free); S = Q·Kᵀ with mma.sync m16n8k16 into fp32, softmax online in the log2 domain (running
+// Algorithm (FlashAttention-2 style, written from its paper's description): a block of 8 warps owns
+// 128 query rows (16 per warp, Q kept in registers as mma A fragments); K and V stream through
+// shared memory in tiles of 64 keys, two stages deep (cp.async fetches tile j+1 while tile j is
+// computed; rows padded by 16 bytes so ldmatrix is conflict free; 70 KB of dynamic shared memory
+// at D = 128, the Q tile staged in the same space first); S = Q·Kᵀ with mma.sync m16n8k16 into fp32, softmax online in the log2 domain (running
 // max and partial sums per thread, the row max shared by the 4 lanes of an mma group), P rounded to
 // the input dtype and reused straight from the S registers as the A operand of O += P·V (V through
 // ldmatrix.trans). The row sum adds the rounded P, so the weights applied to V are exactly the
 // normalised ones. Bias (any broadcast) and the causal mask act on S like in the SIMT kernel.
 // Why: FLUX spends ~15 of its 74 TFLOP per 1024² step in attention (perf-anchors §10); the SIMT
 // kernel above runs on CUDA cores at a few % of the tensor-core rate.
-constexpr int FA_BM = 64, FA_BN = 64, FA_THREADS = 128;
+constexpr int FA_WARPS = 8, FA_BM = 16 * FA_WARPS, FA_BN = 64, FA_THREADS = 32 * FA_WARPS;
+
+/** Dynamic shared memory of the flash kernel: K and V, two stages each (the Q tile fits in the first two). */
+template <int D>
+constexpr size_t fa_smem_bytes() { return (size_t)4 * FA_BN * (D + 8) * sizeof(uint16_t); }
 
 template <int DT, int D>
-__global__ void __launch_bounds__(FA_THREADS) flash_attn_kernel(const uint16_t* q, const uint16_t* k, const uint16_t* v,
+__global__ void __launch_bounds__(FA_THREADS, 1) flash_attn_kernel(const uint16_t* q, const uint16_t* k, const uint16_t* v,
                                                               const void* bias, int bdt, int64_t bsb, int64_t bsh, void* out,
                                                               int64_t H, int64_t Lq, int64_t Lk, float scale_log2, int causal) {
   constexpr int LDS = D + 8;  // padded row, in elements
   constexpr int CH = D / 8;   // 16-byte chunks per row
+  constexpr int TILE = FA_BN * LDS;
+  static_assert(FA_BM * LDS <= 2 * TILE, "the Q tile is staged in the first K/V stage pair");
   constexpr float LOG2E = 1.4426950408889634f;
-  __shared__ __align__(16) uint16_t Ks[FA_BN * LDS];
-  __shared__ __align__(16) uint16_t Vs[FA_BN * LDS];  // holds the Q tile before the first K/V tile
+  FXS_DYNAMIC_SMEM(uint16_t, smem);
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
   const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * H + h;
   const int64_t q0 = (int64_t)blockIdx.x * FA_BM;
@@ -118,7 +124,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_kernel(const uint16_t* 
   for (int c = tid; c < FA_BM * CH; c += FA_THREADS) {
     int r = c / CH, cc = c % CH;
     int64_t row = q0 + r;
-    cp_async16(&Vs[r * LDS + cc * 8], qb + (row < Lq ? row : 0) * D + cc * 8, row < Lq);
+    cp_async16(&smem[r * LDS + cc * 8], qb + (row < Lq ? row : 0) * D + cc * 8, row < Lq);
   }
   cp_async_commit();
   cp_async_wait<0>();
@@ -126,7 +132,8 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_kernel(const uint16_t* 
   uint32_t qf[D / 16][4];
 #pragma unroll
   for (int kc = 0; kc < D / 16; kc++)
-    ldmatrix_x4(qf[kc], &Vs[(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + kc * 16 + (lane >> 4) * 8]);
+    ldmatrix_x4(qf[kc], &smem[(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + kc * 16 + (lane >> 4) * 8]);
+  __syncthreads();  // the Q tile's space becomes the first K/V stage
 
   float o[D / 8][4];
 #pragma unroll
@@ -135,19 +142,32 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_kernel(const uint16_t* 
   const int64_t rows[2] = {q0 + w * 16 + g, q0 + w * 16 + g + 8};
   const int64_t kend = causal ? min(Lk, min(q0 + FA_BM, Lq)) : Lk;
   const int64_t boff = b * bsb + h * bsh;
+  const int64_t ntiles = (kend + FA_BN - 1) / FA_BN;
 
-  for (int64_t j0 = 0; j0 < kend; j0 += FA_BN) {
-    __syncthreads();  // every warp is done with the previous tile (and with the Q tile in Vs)
+  // stage st: K at smem + 2·st·TILE, V right after it
+  auto load_kv = [&](int64_t j0, int st) {
+    uint16_t* Kd = smem + 2 * st * TILE;
+    uint16_t* Vd = Kd + TILE;
     for (int c = tid; c < FA_BN * CH; c += FA_THREADS) {
       int r = c / CH, cc = c % CH;
       int64_t j = j0 + r;
       bool ok = j < Lk;
-      cp_async16(&Ks[r * LDS + cc * 8], kb + (ok ? j : 0) * D + cc * 8, ok);
-      cp_async16(&Vs[r * LDS + cc * 8], vb + (ok ? j : 0) * D + cc * 8, ok);
+      cp_async16(&Kd[r * LDS + cc * 8], kb + (ok ? j : 0) * D + cc * 8, ok);
+      cp_async16(&Vd[r * LDS + cc * 8], vb + (ok ? j : 0) * D + cc * 8, ok);
     }
-    cp_async_commit();
-    cp_async_wait<0>();
+  };
+  if (ntiles > 0) load_kv(0, 0);
+  cp_async_commit();
+
+  for (int64_t it = 0; it < ntiles; it++) {
+    const int st = (int)(it & 1);
+    const int64_t j0 = it * FA_BN;
+    if (it + 1 < ntiles) load_kv(j0 + FA_BN, st ^ 1);  // stage st^1 was released by the last iteration's barrier
+    cp_async_commit();                                   // (an empty group at the end keeps the count uniform)
+    cp_async_wait<1>();                                  // everything but the newest group: tile `it` is here
     __syncthreads();
+    const uint16_t* Ks = smem + 2 * st * TILE;
+    const uint16_t* Vs = Ks + TILE;
 
     float s[FA_BN / 8][4];
 #pragma unroll
@@ -215,6 +235,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_kernel(const uint16_t* 
         mma16816<DT>(o[2 * dp + 1], pa[kc], b1);
       }
     }
+    __syncthreads();  // every warp is done with stage st before the next iteration refills it
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -249,12 +270,16 @@ int attention_launch(const void* q, const void* k, const void* v, const void* bi
     if (!simt && aligned && D == Dv && (D == 64 || D == 128) && Lk > 0) {
       dim3 grid((unsigned)((Lq + FA_BM - 1) / FA_BM), (unsigned)H, (unsigned)B);
       const float sl2 = scale * 1.4426950408889634f;
-      if (D == 128)
-        flash_attn_kernel<DT, 128><<<grid, FA_THREADS, 0, FXS_STREAM>>>((const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v,
-                                                                       bias, bdt, bsb, bsh, out, H, Lq, Lk, sl2, causal);
-      else
-        flash_attn_kernel<DT, 64><<<grid, FA_THREADS, 0, FXS_STREAM>>>((const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v,
-                                                                      bias, bdt, bsb, bsh, out, H, Lq, Lk, sl2, causal);
+      if (D == 128) {
+        static const cudaError_t attr = cudaFuncSetAttribute(flash_attn_kernel<DT, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                             (int)fa_smem_bytes<128>());
+        if (attr != cudaSuccess) return (int)attr;
+        flash_attn_kernel<DT, 128><<<grid, FA_THREADS, fa_smem_bytes<128>(), FXS_STREAM>>>(
+            (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, bias, bdt, bsb, bsh, out, H, Lq, Lk, sl2, causal);
+      } else {
+        flash_attn_kernel<DT, 64><<<grid, FA_THREADS, fa_smem_bytes<64>(), FXS_STREAM>>>(
+            (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, bias, bdt, bsb, bsh, out, H, Lq, Lk, sl2, causal);
+      }
       return FXS_LAUNCHED();
     }
   }

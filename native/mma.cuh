@@ -16,6 +16,15 @@
 
 namespace fxs {
 
+// Dynamic shared memory as a typed pointer (the emulator gives each launch its own buffer).
+#ifdef FXS_EMU
+#define FXS_DYNAMIC_SMEM(T, name) T* name = (T*)fxs_emu::dynamic_smem()
+#else
+#define FXS_DYNAMIC_SMEM(T, name)                                   \
+  extern __shared__ __align__(16) unsigned char fxs_dyn_smem_[];    \
+  T* name = reinterpret_cast<T*>(fxs_dyn_smem_)
+#endif
+
 template <int DT> struct Mma16;  // 16-bit element type of an mma: bf16 or f16
 template <> struct Mma16<FXS_DT_BF16> {
   static __device__ __forceinline__ uint16_t enc(float x) { return bf16_enc(x); }
@@ -119,13 +128,10 @@ inline void ldmatrix_x4_impl(uint32_t r[4], const void* row_addr, bool trans) {
 inline void ldmatrix_x4(uint32_t r[4], const void* row_addr) { ldmatrix_x4_impl(r, row_addr, false); }
 inline void ldmatrix_x4_trans(uint32_t r[4], const void* row_addr) { ldmatrix_x4_impl(r, row_addr, true); }
 
-inline void cp_async16(void* smem, const void* gmem, bool valid) {
-  if (valid) memcpy(smem, gmem, 16);
-  else memset(smem, 0, 16);
-}
-inline void cp_async_commit() {}
+inline void cp_async16(void* smem, const void* gmem, bool valid) { fxs_emu::cp_async(smem, gmem, valid); }
+inline void cp_async_commit() { fxs_emu::cp_async_commit(); }
 template <int N>
-inline void cp_async_wait() {}
+inline void cp_async_wait() { fxs_emu::cp_async_wait(N); }
 
 #endif
 

@@ -106,6 +106,14 @@ void syncwarp();
 uint64_t warp_exchange(uint64_t bits, int src, unsigned mask);
 /** Every lane of the warp deposits `n` 32-bit words; after the call `all[lane * n + i]` holds them. */
 void warp_gather(const uint32_t* mine, int n, uint32_t* all);
+/**
+ * cp.async as the GPU does it: the 16-byte copy is only queued (per thread, in the open group);
+ * cp_async_commit closes the group; cp_async_wait(n) performs every group but the n newest. A
+ * kernel that reads shared memory before waiting sees the old contents, as it could on a GPU.
+ */
+void cp_async(void* dst, const void* src, bool valid);
+void cp_async_commit();
+void cp_async_wait(int n);
 /** Kernel-side failure: report, stop the launch, make the launch's error sticky. */
 [[noreturn]] void fail(const char* what);
 /** Dynamic shared memory of the current launch. */

@@ -11,10 +11,60 @@
 
 #include "cuda_runtime.h"
 
+// Fiber switching. On x86-64 (without AddressSanitizer, which knows only ucontext's switches) a
+// few instructions that save the callee-saved registers and the FP control words and swap stacks;
+// glibc's swapcontext also makes a sigprocmask system call per switch, which made it the largest
+// cost of an emulated launch. Elsewhere: ucontext.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define FXS_EMU_ASM_SWITCH 1
+extern "C" void fxs_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+.text
+.globl fxs_emu_switch
+.type fxs_emu_switch,@function
+fxs_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size fxs_emu_switch, .-fxs_emu_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+#endif
+
 namespace fxs_emu {
 
+struct PendingCopy {
+  void* dst;
+  const void* src;  // null: zero-fill
+};
+
 struct Thread {
+  std::vector<PendingCopy> open;                  // cp.async copies of the group not yet committed
+  std::vector<std::vector<PendingCopy>> groups;   // committed groups, oldest first
+#ifdef FXS_EMU_ASM_SWITCH
+  void* sp = nullptr;
+#else
   ucontext_t ctx;
+#endif
   dim3 tid;
   int lane = 0, warp = 0;
   bool done = false;
@@ -48,7 +98,27 @@ struct Block {
 };
 
 thread_local Block* g_block = nullptr;
-thread_local ucontext_t g_sched;
+#ifdef FXS_EMU_ASM_SWITCH
+void* g_sched_sp = nullptr;
+#else
+ucontext_t g_sched;
+#endif
+
+// from the current fiber to the scheduler, and back
+inline void to_scheduler(Thread* me) {
+#ifdef FXS_EMU_ASM_SWITCH
+  fxs_emu_switch(&me->sp, g_sched_sp);
+#else
+  swapcontext(&me->ctx, &g_sched);
+#endif
+}
+inline void to_fiber(Thread& t) {
+#ifdef FXS_EMU_ASM_SWITCH
+  fxs_emu_switch(&g_sched_sp, t.sp);
+#else
+  swapcontext(&g_sched, &t.ctx);
+#endif
+}
 std::vector<Thread> g_threads;  // fiber pool, stacks reused across launches
 cudaError_t g_last = cudaSuccess;
 
@@ -68,7 +138,7 @@ void ensure_pool(int n) {
 
 void yield() {
   Thread* me = cur;
-  swapcontext(&me->ctx, &g_sched);  // an abandoned launch never resumes this fiber
+  to_scheduler(me);  // an abandoned launch never resumes this fiber
   cur = me;
 }
 
@@ -100,8 +170,27 @@ void trampoline() {
   (*g_block->body)();
   t->done = true;
   release_after_exit(*t);
-  // returns to g_sched through uc_link
+#ifdef FXS_EMU_ASM_SWITCH
+  to_scheduler(t);  // never resumed
+  abort();
+#endif
+  // (ucontext) returns to g_sched through uc_link
 }
+
+#ifdef FXS_EMU_ASM_SWITCH
+// A fresh fiber's stack, laid out as fxs_emu_switch leaves a suspended one: the control words,
+// six callee-saved registers, then the "return address" trampoline (entered with the stack
+// aligned as after a call).
+void* fresh_stack(char* base, size_t size) {
+  uintptr_t top = ((uintptr_t)(base + size)) & ~(uintptr_t)15;
+  uint64_t* p = (uint64_t*)top;
+  *--p = 0;                                 // trampoline's own return address (never used)
+  *--p = (uint64_t)(uintptr_t)&trampoline;  // where `ret` goes
+  for (int i = 0; i < 6; i++) *--p = 0;     // rbp rbx r12 r13 r14 r15
+  *--p = (uint64_t)0x1F80 | ((uint64_t)0x037F << 32);  // mxcsr, x87 control word
+  return p;
+}
+#endif
 
 }  // namespace
 
@@ -123,11 +212,27 @@ void fail(const char* what) {
              cur->tid.z);
     B.why = std::string(what) + where;
   }
-  swapcontext(&cur->ctx, &g_sched);
+  to_scheduler(cur);
   abort();  // never resumed
 }
 
 void syncthreads() { arrive_and_wait(g_block->bar, g_block->live); }
+
+void cp_async(void* dst, const void* src, bool valid) { cur->open.push_back({dst, valid ? src : nullptr}); }
+void cp_async_commit() {
+  cur->groups.push_back(std::move(cur->open));
+  cur->open.clear();
+}
+void cp_async_wait(int n) {
+  auto& g = cur->groups;
+  while ((int)g.size() > n) {
+    for (const PendingCopy& c : g.front()) {
+      if (c.src) memcpy(c.dst, c.src, 16);
+      else memset(c.dst, 0, 16);
+    }
+    g.erase(g.begin());
+  }
+}
 
 void syncwarp() {
   Block& B = *g_block;
@@ -209,12 +314,18 @@ cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
           t.lane = i % 32;
           t.warp = i / 32;
           t.done = false;
+          t.open.clear();
+          t.groups.clear();
           B.warp_live[t.warp]++;
+#ifdef FXS_EMU_ASM_SWITCH
+          t.sp = fresh_stack(t.stack, kStack);
+#else
           getcontext(&t.ctx);
           t.ctx.uc_stack.ss_sp = t.stack;
           t.ctx.uc_stack.ss_size = kStack;
           t.ctx.uc_link = &g_sched;
           makecontext(&t.ctx, trampoline, 0);
+#endif
         }
         // round-robin until every fiber is done; a full round without progress is a deadlock
         while (B.live > 0 && !B.aborted) {
@@ -223,7 +334,7 @@ cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
             Thread& t = g_threads[i];
             if (t.done) continue;
             cur = &t;
-            swapcontext(&g_sched, &t.ctx);
+            to_fiber(t);
           }
           if (B.live > 0 && B.events == before && !B.aborted) {
             B.aborted = true;

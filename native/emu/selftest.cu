@@ -3,7 +3,7 @@
 // Prints one line per case, "ok <name>" or "FAIL <name>: why", and exits 1 if any failed.
 #include <stdio.h>
 
-#include "common.cuh"
+#include "mma.cuh"
 
 static int g_failed = 0;
 static void check(bool ok, const char* name, const char* why = "") {
@@ -51,6 +51,23 @@ __global__ void early_exit_kernel(int* y) {
   y[threadIdx.x] = t[47 - threadIdx.x];
 }
 
+// cp.async only queues the copy: shared memory changes at the wait, not before.
+__global__ void cp_async_kernel(const int* src, int* out) {
+  __shared__ __align__(16) int buf[4];
+  if (threadIdx.x == 0) {
+    buf[0] = -1;
+    fxs::cp_async16(buf, src, true);
+    fxs::cp_async_commit();
+    out[0] = buf[0];
+    fxs::cp_async16(buf, src, false);  // a second group: zero-fill
+    fxs::cp_async_commit();
+    fxs::cp_async_wait<1>();           // the first group only
+    out[1] = buf[0];
+    fxs::cp_async_wait<0>();
+    out[2] = buf[0];
+  }
+}
+
 int main() {
   {
     const int B = 3, T = 256;
@@ -93,6 +110,12 @@ int main() {
     static float y[1];
     exited_lane_kernel<<<1, 2048>>>(y);
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block is an invalid configuration");
+  }
+  {
+    static int src[4] = {42, 1, 2, 3}, out[3];
+    cp_async_kernel<<<1, 32>>>(src, out);
+    bool ok = cudaGetLastError() == cudaSuccess && out[0] == -1 && out[1] == 42 && out[2] == 0;
+    check(ok, "cp.async copies land at cp.async.wait_group, group by group");
   }
   printf(g_failed ? "emu-selftest: FAILED\n" : "emu-selftest: all ok\n");
   return g_failed;

@@ -51,11 +51,11 @@ describe('CUDA kernels on the CPU emulator', () => {
     assert.equal(mod.rewriteLaunches('no launch here <<'), 'no launch here <<');
   });
 
-  test('the emulator itself: barriers, shuffles, deadlock and exited-lane detection, launch limits', () => {
+  test('the emulator itself: barriers, shuffles, deadlock and exited-lane detection, launch limits, cp.async groups', () => {
     const r = run([path.join(BUILD, 'emu-selftest')]);
     assert.equal(r.status, 0, r.out);
     const oks = r.out.split('\n').filter((l) => l.startsWith('ok ')).length;
-    assert.equal(oks, 7, r.out);
+    assert.equal(oks, 8, r.out);
     assert.match(r.out, /emu-selftest: all ok/);
   });
 
