@@ -52,6 +52,12 @@ fxs_emu_switch:
 
 namespace fxs_emu {
 
+struct Barrier {
+  int arrived = 0;
+  uint64_t gen = 0;
+  uint64_t exit_released = ~0ull;  // the generation that exiting threads (not arrivals) completed
+};
+
 struct PendingCopy {
   void* dst;
   const void* src;  // null: zero-fill
@@ -68,6 +74,9 @@ struct Thread {
   dim3 tid;
   int lane = 0, warp = 0;
   bool done = false;
+  // the barrier this fiber waits at and the generation that releases it (the scheduler skips it until then)
+  const Barrier* wait_bar = nullptr;
+  uint64_t wait_gen = 0;
   char* stack = nullptr;
 };
 
@@ -77,10 +86,6 @@ constexpr size_t kStack = 256 * 1024;  // per fiber; AddressSanitizer frames are
 constexpr int kMaxThreads = 1024;
 constexpr int kGatherWords = 64;  // per lane, for warp_gather (matrix-fragment emulation)
 
-struct Barrier {
-  int arrived = 0;
-  uint64_t gen = 0;
-};
 
 struct Block {
   dim3 grid, block, bid;
@@ -151,7 +156,10 @@ void arrive_and_wait(Barrier& b, int expected) {
     b.gen++;
     return;
   }
+  cur->wait_bar = &b;
+  cur->wait_gen = gen;
   while (b.gen == gen) yield();
+  cur->wait_bar = nullptr;
 }
 
 // A fiber finished: barriers now wait for fewer threads.
@@ -162,7 +170,7 @@ void release_after_exit(Thread& t) {
   B.events++;
   if (B.bar.arrived > 0 && B.bar.arrived >= B.live) { B.bar.arrived = 0; B.bar.gen++; }
   Barrier& wb = B.warp_bar[t.warp];
-  if (wb.arrived > 0 && wb.arrived >= B.warp_live[t.warp]) { wb.arrived = 0; wb.gen++; }
+  if (wb.arrived > 0 && wb.arrived >= B.warp_live[t.warp]) { wb.exit_released = wb.gen; wb.arrived = 0; wb.gen++; }
 }
 
 void trampoline() {
@@ -251,13 +259,15 @@ uint64_t warp_exchange(uint64_t bits, int src, unsigned mask) {
   check_full_warp(mask);
   Block& B = *g_block;
   int w = cur->warp;
-  B.slots[w * 32 + cur->lane] = bits;
+  // Two slot sets used alternately, so one barrier per exchange suffices: a lane can write the
+  // same set again only after the next exchange's barrier, which every lane reaches after reading.
+  const uint64_t gen = B.warp_bar[w].gen;
+  const size_t set = (size_t)(gen & 1) * B.slots.size() / 2;
+  B.slots[set + w * 32 + cur->lane] = bits;
   syncwarp();
   // lanes that exit while the others wait release the barrier early: still an error
-  if (B.warp_live[w] != 32) fail("full-mask warp collective after some lanes of the warp exited");
-  uint64_t r = B.slots[w * 32 + (src & 31)];
-  syncwarp();
-  return r;
+  if (B.warp_bar[w].exit_released == gen) fail("full-mask warp collective after some lanes of the warp exited");
+  return B.slots[set + w * 32 + (src & 31)];
 }
 
 void warp_gather(const uint32_t* mine, int n, uint32_t* all) {
@@ -267,8 +277,9 @@ void warp_gather(const uint32_t* mine, int n, uint32_t* all) {
   if (n > kGatherWords) fail("warp_gather of more than 64 words per lane");
   uint32_t* base = B.gather.data() + (size_t)w * 32 * kGatherWords;
   memcpy(base + cur->lane * kGatherWords, mine, n * 4);
+  const uint64_t gen = B.warp_bar[w].gen;
   syncwarp();
-  if (B.warp_live[w] != 32) fail("full-mask warp collective after some lanes of the warp exited");
+  if (B.warp_bar[w].exit_released == gen) fail("full-mask warp collective after some lanes of the warp exited");
   for (int l = 0; l < 32; l++) memcpy(all + l * n, base + l * kGatherWords, n * 4);
   syncwarp();
 }
@@ -294,7 +305,7 @@ cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
   B.warp_bar.assign(nwarps, Barrier{});
   B.warp_size.assign(nwarps, 32);
   if (nt % 32) B.warp_size[nwarps - 1] = (int)(nt % 32);
-  B.slots.assign((size_t)nwarps * 32, 0);
+  B.slots.assign((size_t)nwarps * 32 * 2, 0);
   B.gather.assign((size_t)nwarps * 32 * kGatherWords, 0);
   B.smem.assign(smem, 0xff);
   Block* saved = g_block;
@@ -314,6 +325,7 @@ cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
           t.lane = i % 32;
           t.warp = i / 32;
           t.done = false;
+          t.wait_bar = nullptr;
           t.open.clear();
           t.groups.clear();
           B.warp_live[t.warp]++;
@@ -332,7 +344,7 @@ cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
           uint64_t before = B.events;
           for (int i = 0; i < (int)nt && !B.aborted; i++) {
             Thread& t = g_threads[i];
-            if (t.done) continue;
+            if (t.done || (t.wait_bar && t.wait_bar->gen == t.wait_gen)) continue;  // finished, or still blocked
             cur = &t;
             to_fiber(t);
           }

@@ -46,7 +46,11 @@ export interface LoraStepOptions {
   readonly resolveLora?: LoraResolver | undefined;
   /** Accept local file paths as LoRA references (default false). */
   readonly allowLocalLoras?: boolean | undefined;
-  /** 'fused' (default): deltas merged into the weights; 'runtime': low-rank adapters at forward time. */
+  /**
+   * 'fused': deltas merged into the weights; 'runtime': low-rank adapters at forward time. Default:
+   * 'runtime' on the CUDA backend (switching writes no weights: fusing reads and rewrites every
+   * touched row through the host), 'fused' elsewhere (no per-step cost).
+   */
   readonly loraMode?: LoraMode | undefined;
   /** Credential passed to the resolver for gated downloads when the request brings none. */
   readonly loraToken?: string | undefined;
@@ -132,7 +136,8 @@ export class PredictorLoras {
     readonly flux: Flux,
     readonly opts: LoraStepOptions,
   ) {
-    this.manager = opts.loraMode === 'runtime' ? new RuntimeLoraManager(flux) : new LoraManager(flux);
+    const mode = opts.loraMode ?? (flux.backend.name === 'cuda' ? 'runtime' : 'fused');
+    this.manager = mode === 'runtime' ? new RuntimeLoraManager(flux) : new LoraManager(flux);
     this.target = this.manager.target;
     this.cacheLimit = opts.loraCacheBytes ?? 1024 ** 3;
     this.basic = basicLoraResolver({ allowLocal: opts.allowLocalLoras === true, ...(opts.loraDataDir ? { dataDir: opts.loraDataDir } : {}) });

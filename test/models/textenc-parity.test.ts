@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { CLIPTextModel, parseClipTextConfig } from '../../src/models/clip.js';
 import { T5EncoderModel, parseT5Config } from '../../src/models/t5.js';
-import { cpuBackend } from '../../src/tensor/cpu/index.js';
+import { availableBackends } from '../../src/tensor/registry.js';
 
 const ROOT = fileURLToPath(new URL('../../../test/fixtures/textenc', import.meta.url));
 const TOL = 1e-5;
@@ -39,11 +39,14 @@ function open(name: string) {
   return { config, weights, cases, get };
 }
 
+// on every backend: the CUDA backend (or its emulator, test/native/emulator.test.ts) runs T5's
+// relative-position-bias attention and CLIP's causal attention through its own kernels
 describe('text encoders vs transformers', () => {
-  it('T5EncoderModel: last_hidden_state (40 tokens with padding, log buckets; and 7 tokens)', () => {
+ for (const be of availableBackends()) {
+  it(`T5EncoderModel: last_hidden_state (40 tokens with padding, log buckets; and 7 tokens) [${be.name}]`, () => {
     const f = open('t5');
     assert.match(f.cases.metadata['transformers'] ?? '', /^\d/, 'fixture records the transformers version');
-    const model = T5EncoderModel.load(f.weights, cpuBackend, parseT5Config(f.config));
+    const model = T5EncoderModel.load(f.weights, be, parseT5Config(f.config));
     try {
       for (const prefix of ['', 'short.']) {
         const ids = f.get(`${prefix}ids`);
@@ -62,9 +65,9 @@ describe('text encoders vs transformers', () => {
   });
 
   for (const name of ['clip-legacy-eos', 'clip-eos']) {
-    it(`CLIPTextModel (${name}): last_hidden_state and pooled output`, () => {
+    it(`CLIPTextModel (${name}): last_hidden_state and pooled output [${be.name}]`, () => {
       const f = open(name);
-      const model = CLIPTextModel.load(f.weights, cpuBackend, parseClipTextConfig(f.config));
+      const model = CLIPTextModel.load(f.weights, be, parseClipTextConfig(f.config));
       try {
         const ids = f.get('ids');
         const out = model.forward(rows(ids.data as Int32Array, ids.info.shape));
@@ -82,4 +85,5 @@ describe('text encoders vs transformers', () => {
       }
     });
   }
+ }
 });

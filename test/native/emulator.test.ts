@@ -59,8 +59,11 @@ describe('CUDA kernels on the CPU emulator', () => {
     assert.match(r.out, /emu-selftest: all ok/);
   });
 
-  test('every op test passes on the emulated CUDA backend, cuBLASLt path required', () => {
-    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/'], { FLUXSERVE_CUDA_ADDON: ADDON, FXS_REQUIRE_CUBLASLT: '1' });
+  test('every op test, and T5/CLIP against transformers, pass on the emulated CUDA backend, cuBLASLt path required', () => {
+    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/', 'dist/test/models/textenc-parity'], {
+      FLUXSERVE_CUDA_ADDON: ADDON,
+      FXS_REQUIRE_CUBLASLT: '1',
+    });
     const cudaPassed = r.out.split('\n').filter((l) => /✔ .*\[cuda\]/.test(l)).length;
     const cudaFailed = r.out.split('\n').filter((l) => /✖ .*\[cuda\]/.test(l));
     assert.deepEqual(cudaFailed, [], r.out.slice(-4000));
