@@ -24,6 +24,7 @@ import { untrack } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { LoraApplyError, LoraManager, planLoras, type LoraEntry } from './apply.js';
 import type { LoraDelta, LowRankDelta, ParsedLora } from './types.js';
+import { dtypeSize } from '../tensor/dtype.js';
 
 /** up(down(x)) with the scales folded into `up`. Owns its two tensors. */
 export class LowRankAdapter implements LinearAdapter {
@@ -81,14 +82,35 @@ export function splitRuntime(model: Flux, parsed: ParsedLora): { runtime: LowRan
  * Same contract as LoraManager.setLoras (validate everything first; an unchanged list does
  * nothing). Call between predictions only.
  */
+type AdapterSet = { linear: Linear; adapter: LowRankAdapter }[];
+
+/** Bytes of the adapter tensors of a set. */
+function setBytes(set: AdapterSet): number {
+  let n = 0;
+  for (const { adapter } of set) n += (adapter.down.size + adapter.up.size) * dtypeSize(adapter.down.dtype);
+  return n;
+}
+
 export class RuntimeLoraManager {
   readonly fused: LoraManager;
-  private attached: { linear: Linear; adapter: LowRankAdapter }[] = [];
+  private attached: AdapterSet = [];
+  private attachedKey = '';
   private current: ReadonlyArray<{ readonly id: string; readonly scale: number }> = [];
-  /** applies: setLoras calls that changed something; adapters / adapterRank: attached now; fallbackEntries: LoRAs with a fused part now. */
-  readonly stats = { applies: 0, adapters: 0, adapterRank: 0, fallbackEntries: 0 };
+  /**
+   * Built adapter sets of recent lists (key: ids and scales), detached but kept in backend memory
+   * up to `cacheBytes`, least recently used first out: switching back to a list re-attaches its
+   * adapters without building or uploading anything (a GPU server alternating between
+   * fine-tunes pays the uploads once per fine-tune).
+   */
+  private readonly cache = new Map<string, AdapterSet>();
+  /** applies: setLoras calls that changed something; adapters / adapterRank: attached now; fallbackEntries: LoRAs with a fused part now; cacheHits: lists re-attached from the cache. */
+  readonly stats = { applies: 0, adapters: 0, adapterRank: 0, fallbackEntries: 0, cacheHits: 0 };
 
-  constructor(readonly model: Flux) {
+  constructor(
+    readonly model: Flux,
+    /** Bound of the adapter cache, bytes of backend memory (0: no cache; default 2 GiB). */
+    readonly cacheBytes = 2 * 1024 ** 3,
+  ) {
     this.fused = new LoraManager(model);
   }
 
@@ -122,15 +144,26 @@ export class RuntimeLoraManager {
       }
     }
 
-    const built: { linear: Linear; adapter: LowRankAdapter }[] = [];
-    try {
-      for (const [key, g] of byLinear) built.push({ linear: g.linear, adapter: this.buildAdapter(key, g.linear, g.ops) });
+    const setKey = JSON.stringify(list.map((l) => [l.id, l.scale]));
+    const cached = this.cache.get(setKey);
+    let built: AdapterSet;
+    if (cached) {
+      this.cache.delete(setKey); // attached now; re-inserted (most recent) when detached
+      built = cached;
+      this.stats.cacheHits++;
       this.fused.setLoras(fallback);
-    } catch (e) {
-      for (const b of built) b.adapter.dispose();
-      throw e;
+    } else {
+      built = [];
+      try {
+        for (const [key, g] of byLinear) built.push({ linear: g.linear, adapter: this.buildAdapter(key, g.linear, g.ops) });
+        this.fused.setLoras(fallback);
+      } catch (e) {
+        for (const b of built) b.adapter.dispose();
+        throw e;
+      }
     }
     this.detach();
+    this.attachedKey = setKey;
     for (const b of built) {
       b.linear.adapters = [...b.linear.adapters, b.adapter];
       this.stats.adapterRank += b.adapter.rank;
@@ -147,19 +180,37 @@ export class RuntimeLoraManager {
     return this.setLoras([]);
   }
 
-  /** Removes every adapter and restores fused fallbacks; frees the adapter tensors. */
+  /** Removes every adapter and restores fused fallbacks; frees the adapter tensors and the cache. */
   dispose(): void {
     this.detach();
+    for (const set of this.cache.values()) for (const { adapter } of set) adapter.dispose();
+    this.cache.clear();
     this.fused.clear();
     this.current = [];
   }
 
+  /** Bytes held by detached cached adapter sets. */
+  get cachedBytes(): number {
+    let n = 0;
+    for (const set of this.cache.values()) n += setBytes(set);
+    return n;
+  }
+
+  /** Takes the attached adapters off their Linears and keeps them in the cache (or frees them). */
   private detach(): void {
-    for (const { linear: lin, adapter } of this.attached) {
-      lin.adapters = lin.adapters.filter((a) => a !== adapter);
-      adapter.dispose();
+    for (const { linear: lin, adapter } of this.attached) lin.adapters = lin.adapters.filter((a) => a !== adapter);
+    if (this.attached.length > 0) {
+      this.cache.set(this.attachedKey, this.attached);
+      let total = this.cachedBytes;
+      for (const [key, set] of this.cache) {
+        if (total <= this.cacheBytes) break;
+        this.cache.delete(key);
+        total -= setBytes(set);
+        for (const { adapter } of set) adapter.dispose();
+      }
     }
     this.attached = [];
+    this.attachedKey = '';
     this.stats.adapters = 0;
     this.stats.adapterRank = 0;
   }

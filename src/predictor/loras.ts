@@ -200,6 +200,7 @@ export class PredictorLoras {
     }
 
     const before = this.manager.loaded.length;
+    const hitsBefore = this.manager instanceof RuntimeLoraManager ? this.manager.stats.cacheHits : 0;
     const t0 = performance.now();
     let changed: boolean;
     try {
@@ -216,7 +217,8 @@ export class PredictorLoras {
     if (entries.length === 0) log(`Unloaded ${before} LoRA(s) in ${s} s; running the base model`);
     else if (this.manager instanceof RuntimeLoraManager) {
       const m = this.manager;
-      log(`Loaded ${entries.length} LoRA(s) as runtime adapters on ${m.stats.adapters} layers in ${s} s${m.stats.fallbackEntries > 0 ? ' (non-low-rank parts fused)' : ''}`);
+      const cached = m.stats.cacheHits > hitsBefore ? ', re-attached from the adapter cache' : '';
+      log(`Loaded ${entries.length} LoRA(s) as runtime adapters on ${m.stats.adapters} layers in ${s} s${cached}${m.stats.fallbackEntries > 0 ? ' (non-low-rank parts fused)' : ''}`);
     } else log(`Loaded ${entries.length} LoRA(s) in ${s} s (fused into the weights)`);
   }
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
 import { type FakeHubs, startFakeHubs } from '../helpers/fake-hubs.js';
 import { tinyLora } from '../helpers/tiny-lora.js';
 
@@ -62,6 +63,17 @@ describe('fluxserve predict with a remote LoRA', () => {
     const img = (d: string) => readFileSync(join(root, d, 'out-0.png'));
     assert.ok(!img('a').equals(img('base')), 'the LoRA changes the image');
     assert.ok(img('a').equals(img('b')), 'cached LoRA gives the same image');
+    // --lora-mode runtime: the same LoRA as adapters (the tiny model is f32: the same image to rounding)
+    const rt = await run(['predict', ...inputs, '-i', `replicate_weights=${ref}`, '--lora-mode', 'runtime', '-o', join(root, 'c')], env);
+    assert.equal(rt.code, 0, rt.stderr);
+    assert.match(rt.stderr + rt.stdout, /as runtime adapters on \d+ layers/);
+    const [pa, pc] = await Promise.all(['a', 'c'].map((d) => sharp(img(d)).raw().toBuffer()));
+    let maxDiff = 0;
+    for (let i = 0; i < pa!.length; i++) maxDiff = Math.max(maxDiff, Math.abs(pa![i]! - pc![i]!));
+    assert.ok(maxDiff <= 1, `runtime and fused pixels within 1 (max diff ${maxDiff})`);
+    const bad = await run(['predict', ...inputs, '--lora-mode', 'lazy', '-o', join(root, 'd')], env);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--lora-mode must be fused or runtime \(got lazy\)/);
     for (const r of [first, second]) {
       assert.doesNotMatch(r.stdout + r.stderr, new RegExp(HF_TOKEN), 'the token is never printed');
       assert.doesNotMatch(r.stdout + r.stderr, new RegExp(hubs.signature), 'no signed query is printed');

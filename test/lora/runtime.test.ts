@@ -189,6 +189,38 @@ describe('runtime (unfused) LoRAs', () => {
     rt.dispose();
   });
 
+  it('switching back to a list re-attaches its cached adapters (nothing rebuilt), within cacheBytes', () => {
+    const [A, B] = [sets()[0]![1], sets()[1]![1]];
+    const qkv = findLinear(model, 'double_blocks.0.img_attn.qkv.weight')!;
+    const rt = new RuntimeLoraManager(model);
+    rt.setLoras(A);
+    const adA = qkv.adapters[0];
+    const outA = forward(model);
+    rt.setLoras(B);
+    const outB = forward(model);
+    assert.ok(rt.cachedBytes > 0, 'the detached set of A is kept');
+    rt.setLoras(A);
+    assert.equal(rt.stats.cacheHits, 1);
+    assert.equal(qkv.adapters[0], adA, 'the same adapter object, not a rebuilt one');
+    assert.ok(same(forward(model), outA));
+    rt.setLoras(B);
+    assert.equal(rt.stats.cacheHits, 2);
+    assert.ok(same(forward(model), outB));
+    rt.dispose();
+    assert.equal(rt.cachedBytes, 0);
+    assert.ok(same(forward(model), base));
+
+    const uncached = new RuntimeLoraManager(model, 0);
+    uncached.setLoras(A);
+    uncached.setLoras(B);
+    uncached.setLoras(A);
+    assert.equal(uncached.stats.cacheHits, 0, 'cacheBytes 0 keeps nothing');
+    assert.equal(uncached.cachedBytes, 0);
+    assert.ok(same(forward(model), outA));
+    uncached.dispose();
+    assert.ok(same(forward(model), base));
+  });
+
   it('scale 0 attaches nothing; a LoRA that does not fit is refused before anything changes', () => {
     const rt = new RuntimeLoraManager(model);
     rt.setLoras([{ parsed: loras.A, scale: 0, id: 'A' }]);

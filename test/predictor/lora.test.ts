@@ -244,6 +244,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     assert.ok(maxDiff <= 1, `runtime and fused pixels agree within 1 (max diff ${maxDiff})`);
     assert.ok(!rtAB.equals(base));
     assert.ok((await run(rt)).equals(base));
+    // back to the same list: its adapters come from the cache, the image is the same
+    const again: string[] = [];
+    assert.ok((await run(rt, { replicate_weights: A, extra_lora: B, extra_lora_scale: 0.7 }, again)).equals(rtAB));
+    assert.ok(again.some((l) => /runtime adapters on \d+ layers in [\d.]+ s, re-attached from the adapter cache/.test(l)), again.join('\n'));
   });
 
   it('go_fast=true runs the fp8 path: deterministic, main LoRA x1.5, copies follow LoRA changes, ignored for images', async () => {

@@ -6,6 +6,7 @@ import { extname, join, resolve } from 'node:path';
 import { InputValidationError } from '../../predictor/errors.js';
 import { downloadingLoraResolver } from '../../predictor/lora-sources.js';
 import { detectLayout } from '../../models/load.js';
+import type { LoraMode } from '../../predictor/loras.js';
 import { Predictor } from '../../predictor/predictor.js';
 import { assertSafetyFiles } from '../../predictor/safety.js';
 import { defaultBackend } from '../../tensor/registry.js';
@@ -24,6 +25,21 @@ export function safetyOption(args: ReturnType<typeof parseArgs>, modelDir: strin
   return { dir };
 }
 
+/** --lora-mode, shared with serve (docs/behaviour.md "Runtime (unfused) mode"). */
+export const LORA_MODE_FLAG: FlagSpec = {
+  name: 'lora-mode',
+  kind: 'string',
+  help: 'fused (LoRAs merged into the weights) or runtime (low-rank adapters); default: runtime on the CUDA backend, else fused',
+};
+
+/** --lora-mode -> the Predictor's loraMode option (undefined: the backend's default). */
+export function loraModeOption(args: ReturnType<typeof parseArgs>): LoraMode | undefined {
+  const m = flag(args, 'lora-mode');
+  if (m === undefined) return undefined;
+  if (m !== 'fused' && m !== 'runtime') throw new UsageError(`--lora-mode must be fused or runtime (got ${m})`);
+  return m;
+}
+
 const FLAGS: FlagSpec[] = [
   { name: 'input', short: 'i', kind: 'string', repeat: true, help: 'an input as key=value (repeatable); key=@path reads a file' },
   { name: 'output', short: 'o', kind: 'string', help: 'output folder (default: ./out)' },
@@ -32,6 +48,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'safety-checker', kind: 'string', help: 'safety checker folder (safety_checker/ + falconsai/); default: <model>/safety' },
   { name: 'disable-safety-checker', kind: 'bool', help: 'run without the output safety checker (outputs are not checked)' },
   { name: 'lora-cache', kind: 'string', help: 'LoRA download cache folder (default: $FLUXSERVE_CACHE/loras, else ~/.cache/fluxserve/loras)' },
+  LORA_MODE_FLAG,
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
@@ -85,6 +102,7 @@ export async function predictCommand(argv: readonly string[], out: (s: string) =
     safety: safetyOption(args, modelDir),
     resolveLora: resolver,
     allowLocalLoras: true,
+    loraMode: loraModeOption(args),
   });
   const usage = (e: unknown): unknown => (e instanceof InputValidationError ? new UsageError(e.body.detail.map((d) => d.msg).join('; ')) : e);
   try {

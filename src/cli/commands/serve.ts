@@ -12,7 +12,7 @@ import { defaultBackend } from '../../tensor/registry.js';
 import { ensureTinyModel } from '../../tiny/generate.js';
 import { type FlagSpec, UsageError, flag, helpText, parseArgs } from '../args.js';
 import { detectLayout } from '../../models/load.js';
-import { safetyOption } from './predict.js';
+import { LORA_MODE_FLAG, loraModeOption, safetyOption } from './predict.js';
 
 const FLAGS: FlagSpec[] = [
   { name: 'config', short: 'c', kind: 'string', help: 'server config file (JSON): base model, registered fine-tunes, LoRA policy (docs/server.md)' },
@@ -30,6 +30,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'disable-safety-checker', kind: 'bool', help: 'run without the output safety checker (outputs are not checked)' },
   { name: 'allow-local-loras', kind: 'bool', help: 'accept local file paths as replicate_weights / extra_lora (default: refused)' },
   { name: 'lora-cache', kind: 'string', help: 'LoRA download cache folder (default: $FLUXSERVE_CACHE/loras, else ~/.cache/fluxserve/loras)' },
+  LORA_MODE_FLAG,
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
@@ -85,6 +86,7 @@ export async function serveCommand(argv: readonly string[], out: (s: string) => 
       safety: safetyOption(args, modelDir),
       loraCacheDir: flag(args, 'lora-cache') !== undefined ? resolve(flag(args, 'lora-cache')!) : undefined,
       allowLocalLoras: args.bools.has('allow-local-loras') ? true : undefined,
+      loraMode: loraModeOption(args),
     });
   } catch (e) {
     if (e instanceof ConfigError) throw new UsageError(`${configPath ?? 'config'}: ${e.message}`);
