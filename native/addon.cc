@@ -35,8 +35,8 @@ struct Args {
     return v[i];
   }
   // A device pointer: BigInt, a number, or null/undefined/0 for "absent".
-  void* ptr(size_t i) {
-    napi_value x = at(i);
+  void* ptr(size_t i) { return ptrOf(at(i)); }
+  void* ptrOf(napi_value x) {
     if (!x) return nullptr;
     napi_valuetype t;
     napi_typeof(env, x, &t);
@@ -47,14 +47,36 @@ struct Args {
     }
     if (t == napi_number) { int64_t u = 0; napi_get_value_int64(env, x, &u); return (void*)(uintptr_t)u; }
     if (t == napi_null || t == napi_undefined) return nullptr;
-    fail("argument " + std::to_string(i) + " is not a pointer");
+    fail("an argument is not a pointer");
     return nullptr;
   }
-  int64_t i64(size_t i) {
-    napi_value x = at(i);
+  int64_t i64(size_t i) { return i64Of(at(i)); }
+  int64_t i64Of(napi_value x) {
     int64_t r = 0;
-    if (x && napi_get_value_int64(env, x, &r) != napi_ok) fail("argument " + std::to_string(i) + " is not a number");
+    if (x && napi_get_value_int64(env, x, &r) != napi_ok) fail("an argument is not a number");
     return r;
+  }
+  bool isNullish(size_t i) {
+    if (i >= n) return true;
+    napi_valuetype t;
+    napi_typeof(env, v[i], &t);
+    return t == napi_null || t == napi_undefined;
+  }
+  // The `count` elements of an array argument (a shorter array is an error).
+  std::vector<napi_value> arrayItems(size_t i, uint32_t count) {
+    std::vector<napi_value> out;
+    napi_value x = at(i);
+    uint32_t len = 0;
+    if (!x || napi_get_array_length(env, x, &len) != napi_ok || len < count) {
+      fail("argument " + std::to_string(i) + " is not an array of " + std::to_string(count));
+      return out;
+    }
+    for (uint32_t k = 0; k < count; k++) {
+      napi_value e;
+      napi_get_element(env, x, k, &e);
+      out.push_back(e);
+    }
+    return out;
   }
   double f64(size_t i) {
     napi_value x = at(i);
@@ -202,6 +224,34 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   int d = a.dt(0);
   auto rc = T[d](a.ptr(1), a.ptr(2), a.dt(3), a.ptr(4), a.i64(5), a.i64(6), a.i64(7), a.i64(8), (int)a.i64(9),
                  a.i64(10), a.i64(11), a.i64(12), a.ptr(13), a.dt(14), (float)a.f64(15), (int)a.i64(16));
+  return a.done(rc);
+}
+// attnPrep(dt, [x0, L0, C0, col0, qs0, qsDt0, ks0, ksDt0], [..segment 1 or empty..], pe, peBatched, q, k, v, B, H, Ltot, Dh, eps)
+napi_value AttnPrep(napi_env env, napi_callback_info info) {
+  Args a(env, info, "attnPrep");
+  static decltype(&fxs_attn_prep_f32) T[] = TABLE4(fxs_attn_prep);
+  int d = a.dt(0);
+  FxsAttnSeg seg[2] = {};
+  int nseg = 0;
+  for (int s = 0; s < 2; s++) {
+    if (a.isNullish(1 + s)) continue;
+    std::vector<napi_value> el = a.arrayItems(1 + s, 8);
+    if (a.bad) return nullptr;
+    FxsAttnSeg& g = seg[nseg++];
+    g.x = a.ptrOf(el[0]); g.L = a.i64Of(el[1]); g.C = a.i64Of(el[2]); g.col = a.i64Of(el[3]);
+    g.qs = a.ptrOf(el[4]); g.qs_dtype = (int)a.i64Of(el[5]); g.ks = a.ptrOf(el[6]); g.ks_dtype = (int)a.i64Of(el[7]);
+  }
+  if (a.bad) return nullptr;
+  auto rc = T[d](seg[0], seg[1], nseg, (const float*)a.ptr(3), (int)a.i64(4), a.ptr(5), a.ptr(6), a.ptr(7), a.i64(8), a.i64(9),
+                 a.i64(10), a.i64(11), (float)a.f64(12));
+  return a.done(rc);
+}
+napi_value GeluConcat(napi_env env, napi_callback_info info) {
+  Args a(env, info, "geluConcat");
+  static decltype(&fxs_gelu_concat_f32) T[] = TABLE4(fxs_gelu_concat);
+  int d = a.dt(0);
+  if (a.bad) return nullptr;
+  auto rc = T[d](a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.i64(8));
   return a.done(rc);
 }
 napi_value AbsMax(napi_env env, napi_callback_info info) {
@@ -358,7 +408,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback fn; } fns[] = {
       {"init", Init}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
       {"memStats", MemStats}, {"resetPeak", ResetPeak}, {"upload", Upload}, {"download", Download},
-      {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"absMax", AbsMax}, {"attention", Attention},
+      {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"absMax", AbsMax}, {"attnPrep", AttnPrep}, {"geluConcat", GeluConcat}, {"attention", Attention},
       {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm}, {"modulatedLayerNorm", ModLayerNorm},
       {"gatedResidual", GatedResidual}, {"binary", Binary}, {"affine", Affine}, {"activation", Activation},
       {"softmax", Softmax}, {"rope", Rope}, {"conv2d", Conv2d}, {"cast", Cast}, {"copy2d", Copy2d},

@@ -51,6 +51,18 @@ __global__ void affine_kernel(const void* x, void* y, int64_t n, double mul, dou
   }
 }
 
+// [a | gelu_tanh(h[:, col : col + W])] (ops.ts geluConcat): one grid-stride pass over the output.
+template <int DT>
+__global__ void gelu_concat_kernel(const void* a, const void* h, void* out, int64_t rows, int64_t Da, int64_t C, int64_t col,
+                                   int64_t W) {
+  const int64_t n = rows * (Da + W);
+  GRID_STRIDE(i, n) {
+    const int64_t r = i / (Da + W), c = i % (Da + W);
+    if (c < Da) Io<DT>::st(out, i, Io<DT>::ld(a, r * Da + c));
+    else Io<DT>::st(out, i, act_apply(FXS_ACT_GELU_TANH, Io<DT>::ld(h, r * C + col + (c - Da))));
+  }
+}
+
 template <int DT>
 __global__ void activation_kernel(const void* x, void* y, int64_t n, int act) {
   GRID_STRIDE(i, n) Io<DT>::st(y, i, act_apply(act, Io<DT>::ld(x, i)));
@@ -146,6 +158,15 @@ extern "C" {
     return FXS_LAUNCHED();                                                                                  \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_ELEM)
+#define FXS_DEF_GELU_CONCAT(dt)                                                                     \
+  int fxs_gelu_concat_##dt(const void* a, const void* h, void* out, int64_t rows, int64_t Da,        \
+                           int64_t C, int64_t col, int64_t W) {                                     \
+    int64_t n = rows * (Da + W);                                                                    \
+    if (n <= 0) return 0;                                                                           \
+    fxs::gelu_concat_kernel<FXS_DT_CODE_##dt><<<fxs::ew_grid(n), 256, 0, FXS_STREAM>>>(a, h, out, rows, Da, C, col, W); \
+    return FXS_LAUNCHED();                                                                          \
+  }
+FXS_FOR_FLOAT_DTYPES(FXS_DEF_GELU_CONCAT)
 
 int fxs_cast_to_i32(const void* x, int x_dtype, void* y, int64_t n) {
   if (n <= 0) return 0;

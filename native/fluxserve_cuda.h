@@ -91,7 +91,28 @@ FXS_FOR_FLOAT_DTYPES(FXS_DECL_NORM)
                     int64_t L, int64_t D);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_ROPE)
 
+// attn_prep (rope.cu): ops.ts attnPrep with one or two segments along L. Segment s: x_s [B, L_s, C_s],
+// its q, k, v columns start at col_s; q/k RMSNorm scales [Dh] (dtype codes). pe f32 [B|1, ΣL, Dh/2, 2, 2].
+// q, k, v out [B, H, ΣL, Dh]. Dh even, <= 256.
+typedef struct {
+  const void* x;
+  int64_t L, C, col;
+  const void* qs;
+  const void* ks;
+  int qs_dtype, ks_dtype;
+} FxsAttnSeg;
+#define FXS_DECL_ATTN_PREP(dt)                                                                      \
+  int fxs_attn_prep_##dt(FxsAttnSeg s0, FxsAttnSeg s1, int nseg, const float* pe, int pe_batched,   \
+                         void* q, void* k, void* v, int64_t B, int64_t H, int64_t Ltot, int64_t Dh,  \
+                         float eps);
+FXS_FOR_FLOAT_DTYPES(FXS_DECL_ATTN_PREP)
+
 // --- elementwise (elementwise.cu) -----------------------------------------------------------------
+// gelu_concat: out [rows, Da + W] = [a | gelu_tanh(h[:, col : col + W])] with h [rows, C] (ops.ts geluConcat).
+#define FXS_DECL_GELU_CONCAT(dt)                                                                    \
+  int fxs_gelu_concat_##dt(const void* a, const void* h, void* out, int64_t rows, int64_t Da,        \
+                           int64_t C, int64_t col, int64_t W);
+FXS_FOR_FLOAT_DTYPES(FXS_DECL_GELU_CONCAT)
 // binary: out dims (collapsed by the caller) with element strides of a and b (0 = broadcast).
 #define FXS_DECL_ELEM(dt)                                                                           \
   int fxs_binary_##dt(int op, const void* a, const void* b, int b_dtype, void* out, int rank,       \

@@ -51,6 +51,15 @@ export interface Conv2dArgs {
 
 export type BinaryOp = 'add' | 'sub' | 'mul';
 
+/** One stream of ops.ts attnPrep: q, k, v of `heads` heads at columns [colOffset, colOffset + 3·H·Dh) of x [B, L, C]. */
+export interface AttnPrepSegment {
+  readonly x: Tensor;
+  readonly colOffset: number;
+  /** RMSNorm scales [Dh] for q and k. */
+  readonly qScale: Tensor;
+  readonly kScale: Tensor;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -96,4 +105,11 @@ export interface Backend {
   cast(out: OutSpec, x: Tensor): Storage;
   /** max |x| over every element, read back to the host (waits for pending work); NaN is ignored. */
   absMax(x: Tensor): number;
+
+  // Optional fused versions of composite ops (ops.ts composes them from the ops above otherwise;
+  // a fused version must give the composition's result up to the rounding of fp32 reductions).
+  /** ops.ts attnPrep with one or two segments and Dh <= 256: outs = q, k, v [B, H, ΣL, Dh]. */
+  attnPrep?(outs: readonly OutSpec[], segments: readonly AttnPrepSegment[], heads: number, pe: Tensor, eps: number): Storage[];
+  /** ops.ts geluConcat: out [B, L, Da + width]. */
+  geluConcat?(out: OutSpec, a: Tensor, h: Tensor, colOffset: number, width: number): Storage;
 }

@@ -7,7 +7,8 @@
 // Every LayerNorm here is LayerNorm(D, elementwise_affine=False, eps=1e-6) fused with its adaLN
 // modulation (modulatedLayerNorm); the norms have no parameters, so they are not fields.
 
-import { activation, attention, concat, gatedResidual, modulatedLayerNorm, rmsNorm, rope, slice, splitHeads } from '../../tensor/ops.js';
+import type { AttnPrepSegment } from '../../tensor/backend.js';
+import { attention, attnPrep, gatedResidual, geluConcat, modulatedLayerNorm, rmsNorm, slice } from '../../tensor/ops.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Linear } from '../nn.js';
 import type { Weights } from '../weights.js';
@@ -113,28 +114,10 @@ export class SelfAttention {
     this.proj = new Linear(w.pp('proj'), dim, dim);
   }
 
-  /** x [B, L, D] -> q, k, v [B, H, L, Dh], q and k RMS-normalised (before RoPE). */
-  qkvHeads(x: Tensor): [Tensor, Tensor, Tensor] {
-    const qkv = this.qkv.forward(x); // [B, L, 3*H*Dh]
-    return qkNormed(qkv, 3, this.num_heads, this.norm);
+  /** This stream's part of ops.attnPrep: q, k, v at `colOffset` of its projection, with the QK-norm scales. */
+  prepSegment(qkv: Tensor, colOffset: number): AttnPrepSegment {
+    return { x: qkv, colOffset, qScale: this.norm.query_norm.scale, kScale: this.norm.key_norm.scale };
   }
-}
-
-/** "B L (K H D) -> K B H L D" of a packed projection, then QKNorm on q and k. */
-function qkNormed(packed: Tensor, parts: number, heads: number, norm: QKNorm): [Tensor, Tensor, Tensor] {
-  const [q, k, v] = splitHeads(packed, parts, heads) as [Tensor, Tensor, Tensor]; // 3 x [B, H, L, Dh]
-  const qn = norm.query_norm.forward(q); // [B, H, L, Dh]
-  const kn = norm.key_norm.forward(k); // [B, H, L, Dh]
-  q.dispose();
-  k.dispose();
-  return [qn, kn, v];
-}
-
-/** BFL math.attention: RoPE on q and k, then SDPA (scale 1/√Dh, no mask) -> [B, L, H*Dh]. */
-export function ropeAttention(q: Tensor, k: Tensor, v: Tensor, pe: Tensor): Tensor {
-  const qr = rope(q, pe); // [B, H, L, Dh]
-  const kr = rope(k, pe); // [B, H, L, Dh]
-  return attention(qr, kr, v); // [B, L, H*Dh]
 }
 
 /** nn.Sequential(Linear(D, M), GELU(tanh), Linear(M, D)): fields `0` and `2` as in the checkpoint. */
@@ -194,15 +177,16 @@ export class DoubleStreamBlock {
 
     // prepare image and text for attention
     const img_modulated = modulatedLayerNorm(img, img1.shift, img1.scale, LN_EPS); // [B, Li, D]
-    const [img_q, img_k, img_v] = this.img_attn.qkvHeads(img_modulated); // 3 x [B, H, Li, Dh]
+    const img_qkv = this.img_attn.qkv.forward(img_modulated); // [B, Li, 3*H*Dh]
     const txt_modulated = modulatedLayerNorm(txt, txt1.shift, txt1.scale, LN_EPS); // [B, Lt, D]
-    const [txt_q, txt_k, txt_v] = this.txt_attn.qkvHeads(txt_modulated); // 3 x [B, H, Lt, Dh]
+    const txt_qkv = this.txt_attn.qkv.forward(txt_modulated); // [B, Lt, 3*H*Dh]
 
-    // joint attention, text first
-    const q = concat([txt_q, img_q], 2); // [B, H, L, Dh]
-    const k = concat([txt_k, img_k], 2); // [B, H, L, Dh]
-    const v = concat([txt_v, img_v], 2); // [B, H, L, Dh]
-    const attn = ropeAttention(q, k, v, pe); // [B, L, D]
+    // joint attention, text first: heads split, QK-normed per stream, concatenated, RoPE'd (one op)
+    const [q, k, v] = attnPrep(
+      [this.txt_attn.prepSegment(txt_qkv, 0), this.img_attn.prepSegment(img_qkv, 0)],
+      { heads: this.img_attn.num_heads, pe, eps: RMS_EPS },
+    ); // 3 x [B, H, L, Dh]
+    const attn = attention(q, k, v); // [B, L, D]
     tap?.('attn', attn);
     const txt_a = slice(attn, 1, 0, Lt); // [B, Lt, D]
     const img_a = slice(attn, 1, Lt, Lall); // [B, Li, D]
@@ -249,15 +233,16 @@ export class SingleStreamBlock {
   forward(x: Tensor, mod: ModulationOut, pe: Tensor, tap?: Tap): Tensor {
     const D = this.hidden_size;
     const x_mod = modulatedLayerNorm(x, mod.shift, mod.scale, LN_EPS); // [B, L, D]
-    const h = this.linear1.forward(x_mod); // [B, L, 3*D + M]
-    const qkv = slice(h, 2, 0, 3 * D); // [B, L, 3*D]
-    const mlp = slice(h, 2, 3 * D, 3 * D + this.mlp_hidden_dim); // [B, L, M]
-    const [q, k, v] = qkNormed(qkv, 3, this.num_heads, this.norm); // 3 x [B, H, L, Dh]
-    const attn = ropeAttention(q, k, v, pe); // [B, L, D]
+    const h = this.linear1.forward(x_mod); // [B, L, 3*D + M]: qkv ‖ mlp
+    const [q, k, v] = attnPrep(
+      [{ x: h, colOffset: 0, qScale: this.norm.query_norm.scale, kScale: this.norm.key_norm.scale }],
+      { heads: this.num_heads, pe, eps: RMS_EPS },
+    ); // 3 x [B, H, L, Dh], q and k normed and RoPE'd
+    const attn = attention(q, k, v); // [B, L, D]
     tap?.('attn', attn);
+    // linear2's input: cat(attn, GELU_tanh(mlp)), attention first
+    const output = this.linear2.forward(geluConcat(attn, h, 3 * D, this.mlp_hidden_dim)); // [B, L, D]
     h.dispose();
-    const mlp_act = activation(mlp, 'gelu_tanh'); // [B, L, M]; mlp_act = GELU(approximate="tanh")
-    const output = this.linear2.forward(concat([attn, mlp_act], 2)); // [B, L, D]; attention first
     tap?.('linear2', output);
     return gatedResidual(x, mod.gate, output); // [B, L, D]
   }

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-import type { Activation, AttentionArgs, Backend, BinaryOp, Conv2dArgs, LinearArgs, OutSpec, Storage } from '../backend.js';
+import type { Activation, AttentionArgs, AttnPrepSegment, Backend, BinaryOp, Conv2dArgs, LinearArgs, OutSpec, Storage } from '../backend.js';
 import { type DType, type RawArray, allocRaw, dtypeSize } from '../dtype.js';
 import { OpError } from '../ops.js';
 import { type Shape, type Tensor, numel } from '../tensor.js';
@@ -35,6 +35,9 @@ interface Addon {
   gemm(dt: number, a: bigint, b: bigint, bDt: number, c: bigint, batch: number, M: number, N: number, K: number, bNK: number,
     sa: number, sb: number, sc: number, bias: bigint, biasDt: number, alpha: number, act: number): void;
   absMax(dt: number, x: bigint, n: number): number;
+  attnPrep(dt: number, seg0: (bigint | number)[] | null, seg1: (bigint | number)[] | null, pe: bigint, peBatched: number, q: bigint, k: bigint,
+    v: bigint, B: number, H: number, Ltot: number, Dh: number, eps: number): void;
+  geluConcat(dt: number, a: bigint, h: bigint, out: bigint, rows: number, Da: number, C: number, col: number, W: number): void;
   linearFp8In(dt: number, x: bigint, w: bigint, y: bigint, M: number, N: number, K: number, bias: bigint, biasDt: number,
     wScale: number, act: number): void;
   attention(dt: number, q: bigint, k: bigint, v: bigint, bias: bigint, biasDt: number, biasSB: number, biasSH: number, out: bigint,
@@ -319,6 +322,23 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
       const [B, H, L, D] = x.shape as [number, number, number, number];
       const y = out1(out);
       A.rope(DT[x.dtype], ptrOf(x), ptrOf(pe), pe.shape[0] === 1 ? 0 : 1, y.ptr, B, H, L, D);
+      return y;
+    },
+
+    attnPrep(outs: readonly OutSpec[], segments: readonly AttnPrepSegment[], heads: number, pe: Tensor, eps: number): Storage[] {
+      const [B, H, Ltot, Dh] = outs[0]!.shape as [number, number, number, number];
+      const ys = outs.map((o) => out1(o));
+      const seg = (s: AttnPrepSegment | undefined) =>
+        s ? [ptrOf(s.x), s.x.shape[1]!, s.x.shape[2]!, s.colOffset, ptrOf(s.qScale), DT[s.qScale.dtype], ptrOf(s.kScale), DT[s.kScale.dtype]] : null;
+      A.attnPrep(DT[outs[0]!.dtype], seg(segments[0]), seg(segments[1]), ptrOf(pe), pe.shape[0] === 1 ? 0 : 1, ys[0]!.ptr, ys[1]!.ptr, ys[2]!.ptr,
+        B, H, Ltot, Dh, eps);
+      return ys;
+    },
+
+    geluConcat(out: OutSpec, a: Tensor, h: Tensor, colOffset: number, width: number): Storage {
+      const [B, L, Da] = a.shape as [number, number, number];
+      const y = out1(out);
+      A.geluConcat(DT[a.dtype], ptrOf(a), ptrOf(h), y.ptr, B * L, Da, h.shape[2]!, colOffset, width);
       return y;
     },
 
