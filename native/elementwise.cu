@@ -51,15 +51,28 @@ __global__ void affine_kernel(const void* x, void* y, int64_t n, double mul, dou
   }
 }
 
-// [a | gelu_tanh(h[:, col : col + W])] (ops.ts geluConcat): one grid-stride pass over the output.
+// Row kernels: grid.y strides over rows, grid.x·blockDim.x over the columns of a row, so the only
+// division is one per row (a 64-bit division per element costs tens of instructions, more than
+// moving the element: these kernels would be ALU-bound instead of memory-bound).
+inline dim3 row_grid(int64_t rows, int64_t cols) {
+  unsigned gx = blocks_for(cols, 256);
+  if (gx > 64u) gx = 64u;
+  unsigned gy = (unsigned)(rows < 65535 ? (rows < 1 ? 1 : rows) : 65535);
+  return dim3(gx, gy);
+}
+#define ROW_LOOP(r, rows) for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)
+#define COL_LOOP(c, cols) for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < (cols); c += (int64_t)gridDim.x * blockDim.x)
+
+// [a | gelu_tanh(h[:, col : col + W])] (ops.ts geluConcat): one pass over the output rows.
 template <int DT>
 __global__ void gelu_concat_kernel(const void* a, const void* h, void* out, int64_t rows, int64_t Da, int64_t C, int64_t col,
                                    int64_t W) {
-  const int64_t n = rows * (Da + W);
-  GRID_STRIDE(i, n) {
-    const int64_t r = i / (Da + W), c = i % (Da + W);
-    if (c < Da) Io<DT>::st(out, i, Io<DT>::ld(a, r * Da + c));
-    else Io<DT>::st(out, i, act_apply(FXS_ACT_GELU_TANH, Io<DT>::ld(h, r * C + col + (c - Da))));
+  const int64_t Do = Da + W;
+  ROW_LOOP(r, rows) {
+    COL_LOOP(c, Do) {
+      if (c < Da) Io<DT>::st(out, r * Do + c, Io<DT>::ld(a, r * Da + c));
+      else Io<DT>::st(out, r * Do + c, act_apply(FXS_ACT_GELU_TANH, Io<DT>::ld(h, r * C + col + (c - Da))));
+    }
   }
 }
 
@@ -69,12 +82,15 @@ __global__ void activation_kernel(const void* x, void* y, int64_t n, int act) {
 }
 
 template <int DT>
-__global__ void gated_residual_kernel(const void* x, const void* gate, int gdt, const void* yin, void* out, int64_t n,
+__global__ void gated_residual_kernel(const void* x, const void* gate, int gdt, const void* yin, void* out, int64_t rows,
                                       int64_t L, int64_t D) {
-  GRID_STRIDE(i, n) {
-    int64_t d = i % D, b = i / (L * D);
-    float t = Io<DT>::rnd(ldx(gate, gdt, b * D + d) * Io<DT>::ld(yin, i));  // gate·y
-    Io<DT>::st(out, i, Io<DT>::ld(x, i) + t);                                 // x + gate·y
+  ROW_LOOP(r, rows) {
+    const int64_t g0 = (r / L) * D;  // the gate row of this batch item
+    COL_LOOP(d, D) {
+      const int64_t i = r * D + d;
+      float t = Io<DT>::rnd(ldx(gate, gdt, g0 + d) * Io<DT>::ld(yin, i));  // gate·y
+      Io<DT>::st(out, i, Io<DT>::ld(x, i) + t);                             // x + gate·y
+    }
   }
 }
 
@@ -144,7 +160,7 @@ extern "C" {
                               int64_t B, int64_t L, int64_t D) {                                            \
     int64_t n = B * L * D;                                                                                  \
     if (n <= 0) return 0;                                                                                   \
-    fxs::gated_residual_kernel<FXS_DT_CODE_##dt><<<fxs::ew_grid(n), 256, 0, FXS_STREAM>>>(x, gate, gate_dtype, yin, out, n, L, D); \
+    fxs::gated_residual_kernel<FXS_DT_CODE_##dt><<<fxs::row_grid(B * L, D), 256, 0, FXS_STREAM>>>(x, gate, gate_dtype, yin, out, B * L, L, D); \
     return FXS_LAUNCHED();                                                                                  \
   }                                                                                                         \
   int fxs_softmax_##dt(const void* x, void* y, int64_t rows, int64_t D) {                                   \
@@ -163,7 +179,7 @@ FXS_FOR_FLOAT_DTYPES(FXS_DEF_ELEM)
                            int64_t C, int64_t col, int64_t W) {                                     \
     int64_t n = rows * (Da + W);                                                                    \
     if (n <= 0) return 0;                                                                           \
-    fxs::gelu_concat_kernel<FXS_DT_CODE_##dt><<<fxs::ew_grid(n), 256, 0, FXS_STREAM>>>(a, h, out, rows, Da, C, col, W); \
+    fxs::gelu_concat_kernel<FXS_DT_CODE_##dt><<<fxs::row_grid(rows, Da + W), 256, 0, FXS_STREAM>>>(a, h, out, rows, Da, C, col, W); \
     return FXS_LAUNCHED();                                                                          \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_GELU_CONCAT)
