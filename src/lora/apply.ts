@@ -234,7 +234,9 @@ export class LoraManager {
       tensors.set(key, t);
     }
 
-    this.restore();
+    // every parameter rewritten by this call is announced once, after the writes (a key restored
+    // and then fused again would otherwise make go_fast re-quantise it twice)
+    const written = this.restore();
     this.stats.applies++;
     try {
       for (const key of [...this.saved.keys()]) if (!plans.has(key)) this.saved.delete(key);
@@ -245,15 +247,21 @@ export class LoraManager {
         const fused = fuseRows(plan, t.dtype, rows);
         this.modified.add(key);
         t.backend.write(t.storage, t.dtype, fused, plan.rowStart * plan.cols);
-        this.model.paramWritten(key);
+        written.add(key);
         this.stats.paramsWritten++;
       }
     } catch (e) {
-      this.restore();
+      for (const key of this.restore()) written.add(key);
+      this.announce(written);
       throw e;
     }
+    this.announce(written);
     this.current = list.map((l) => ({ id: l.id, scale: l.scale }));
     return true;
+  }
+
+  private announce(keys: Iterable<string>): void {
+    for (const key of keys) this.model.paramWritten(key);
   }
 
   /** Back to the base weights (setLoras([])). */
@@ -261,18 +269,23 @@ export class LoraManager {
     return this.setLoras([]);
   }
 
-  /** Writes back the pristine rows of every modified parameter; the list becomes empty. */
-  private restore(): void {
+  /**
+   * Writes back the pristine rows of every modified parameter; the list becomes empty. Returns the
+   * keys written, for the caller to announce (Flux.paramWritten).
+   */
+  private restore(): Set<string> {
+    const written = new Set<string>();
     for (const key of this.modified) {
       const s = this.saved.get(key)!;
       const t = findParam(this.model, key)!;
       const cols = matrixShape(key, t.shape)[1];
       t.backend.write(t.storage, t.dtype, s.raw, s.rowStart * cols);
-      this.model.paramWritten(key);
+      written.add(key);
       this.stats.paramsRestored++;
     }
     this.modified.clear();
     this.current = [];
+    return written;
   }
 
   /** Saved pristine rows covering the plan's rows (read from the weight, which is pristine now). */

@@ -65,7 +65,6 @@ export interface LoraStepContext {
   readonly signal?: AbortSignal | undefined;
   /** A per-request credential for the resolver; overrides LoraStepOptions.loraToken. */
   readonly token?: string | undefined;
-  readonly backendName: string;
   /**
    * The LoRA of the model this prediction runs as (a per-model view on a shared ModelHost); when
    * the key is present it replaces LoraStepOptions.ownLora, even when undefined.

@@ -262,7 +262,7 @@ export class Predictor {
     // images in bf16 instead (validation already warned), and multiplies the main LoRA's strength by 1.5.
     const goFast = input['go_fast'] === true && !source && input['aspect_ratio'] !== 'custom';
     // LoRAs (main + extra) before sampling: resolved, parsed and fused (or attached) for this prediction.
-    await this.host.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, backendName: this.host.opts.backend.name, ownLora: this.opts.ownLora, goFast });
+    await this.host.loras?.apply(input, { log, signal: cb.signal, token: cb.loraToken, ownLora: this.opts.ownLora, goFast });
     cb.signal?.throwIfAborted();
     const fp8 = this.host.goFast;
     if (goFast && fp8) {

@@ -149,11 +149,15 @@ export function upsampleNearest(out: OutSpec, x: Tensor, factor: number): Storag
 }
 
 export function absMax(x: Tensor): number {
-  const v = f32Of(x);
+  return maxAbs(f32Of(x));
+}
+
+/** max |v[i]|; NaN compares false and is ignored; 0 for an empty array. */
+export function maxAbs(v: Float32Array): number {
   let m = 0;
   for (let i = 0; i < v.length; i++) {
     const a = Math.abs(v[i]!);
-    if (a > m) m = a; // NaN compares false: ignored
+    if (a > m) m = a;
   }
   return m;
 }

@@ -5,6 +5,7 @@ import type { LinearArgs, OutSpec, Storage } from '../backend.js';
 import { roundToDtypeInPlace } from '../dtype.js';
 import { type Tensor, numel } from '../tensor.js';
 import { applyActivation } from './activations.js';
+import { maxAbs } from './layout.js';
 import type { F32 } from './gemm.js';
 import type { GemmTask } from './gemm-task.js';
 import { parallelFor, poolInfo } from './pool.js';
@@ -48,11 +49,7 @@ export function linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): St
  * an all-zero x; values e4m3(fp32(x / s)), as the CUDA kernels compute them (native/gemm.cu).
  */
 export function quantizeE4m3PerTensor(x: F32): { values: F32; scale: number } {
-  let amax = 0;
-  for (let i = 0; i < x.length; i++) {
-    const a = Math.abs(x[i]!);
-    if (a > amax) amax = a;
-  }
+  const amax = maxAbs(x);
   const scale = amax > 0 ? Math.fround(amax / 448) : 1;
   const values = newF32(x.length);
   for (let i = 0; i < x.length; i++) values[i] = x[i]! / scale;
