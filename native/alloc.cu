@@ -27,7 +27,8 @@ size_t size_class(size_t n) {
   if (n == 0) n = 1;
 #ifdef FXS_EMU
   // The CPU emulator's AddressSanitizer build must see each tensor's exact end.
-  if (getenv("FXS_EMU_EXACT_ALLOC")) return n;
+  static const bool exact = getenv("FXS_EMU_EXACT_ALLOC") != nullptr;
+  if (exact) return n;
 #endif
   if (n <= (1u << 20)) return (n + 511) & ~size_t(511);
   size_t p = size_t(1) << (63 - __builtin_clzll(n - 1));  // largest power of two < n

@@ -265,7 +265,7 @@ int attention_launch(const void* q, const void* k, const void* v, const void* bi
   if (B <= 0 || H <= 0 || Lq <= 0) return 0;
   if (H > 65535 || B > 65535) return (int)cudaErrorInvalidConfiguration;
   if constexpr (DT == FXS_DT_BF16 || DT == FXS_DT_F16) {
-    static const bool simt = getenv("FXS_ATTN_SIMT") && getenv("FXS_ATTN_SIMT")[0] == '1';
+    static const bool simt = env_on("FXS_ATTN_SIMT");
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) & 15) == 0;
     if (!simt && aligned && D == Dv && (D == 64 || D == 128) && Lk > 0) {
       dim3 grid((unsigned)((Lq + FA_BM - 1) / FA_BM), (unsigned)H, (unsigned)B);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 
 #include "fluxserve_cuda.h"
@@ -155,6 +156,23 @@ __device__ __forceinline__ float block_sum(float v, float* sh) {
 inline unsigned blocks_for(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
   return (unsigned)(b < 1 ? 1 : (b > 2147483647 ? 2147483647 : b));
+}
+/** blocks_for, at most `cap` blocks (grid-stride kernels). */
+inline unsigned blocks_capped(int64_t n, int threads, unsigned cap) {
+  unsigned b = blocks_for(n, threads);
+  return b > cap ? cap : b;
+}
+/**
+ * Grid of a row kernel (rows strided over grid.y, a row's columns over grid.x·256 threads): no
+ * per-element 64-bit division, which costs more than moving a bf16 element.
+ */
+inline dim3 row_grid(int64_t rows, int64_t cols) {
+  return dim3(blocks_capped(cols, 256, 64u), (unsigned)(rows < 65535 ? (rows < 1 ? 1 : rows) : 65535));
+}
+/** An on/off switch from the environment: set and starting with '1'. */
+inline bool env_on(const char* name) {
+  const char* v = getenv(name);
+  return v && v[0] == '1';
 }
 
 }  // namespace fxs

@@ -90,9 +90,7 @@ int conv_lt(const void* x, const void* w, const void* bias, void* y, int64_t B, 
     E* yb = (E*)y + b * O * P;
     for (int64_t p0 = 0; p0 < P && !rc; p0 += Pc) {
       const int64_t n = P - p0 < Pc ? P - p0 : Pc;
-      unsigned gx = blocks_for(K, 256) > 64u ? 64u : blocks_for(K, 256);
-      dim3 g1(gx, (unsigned)(n < 65535 ? n : 65535));
-      im2col_kernel<E><<<g1, 256, 0, FXS_STREAM>>>(xb, (E*)col, C, H, W, (int)kh, (int)kw, sh, sw, pt, pl, Wo, p0, n, K);
+      im2col_kernel<E><<<row_grid(n, K), 256, 0, FXS_STREAM>>>(xb, (E*)col, C, H, W, (int)kh, (int)kw, sh, sw, pt, pl, Wo, p0, n, K);
       rc = (int)cudaGetLastError();
       if (!rc) {  // [n, K] · W[O, K]ᵀ + bias -> [n, O]: the linear launcher of gemm.cu (cuBLASLt)
         if constexpr (DT == FXS_DT_F32) rc = fxs_gemm_f32(col, w, DT, tmp, 1, n, O, K, 1, 0, 0, 0, bias, DT, 1.f, FXS_ACT_NONE);
@@ -115,7 +113,7 @@ template <int DT>
 int conv_impl(const void* x, const void* w, int w_dtype, const void* bias, int bias_dtype, void* y, int64_t B, int64_t C,
               int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
               int64_t Ho, int64_t Wo) {
-  static const bool tiled = getenv("FXS_CONV_TILED") && getenv("FXS_CONV_TILED")[0] == '1';
+  static const bool tiled = env_on("FXS_CONV_TILED");
   if (!tiled && fxs_has_cublaslt() && DT != FXS_DT_F8E4M3 && w_dtype == DT && (!bias || bias_dtype == DT) && B > 0 && O > 0 &&
       Ho * Wo > 0) {
     if constexpr (DT == FXS_DT_F32) return conv_lt<DT, uint32_t>(x, w, bias, y, B, C, H, W, O, kh, kw, sh, sw, pt, pl, Ho, Wo);

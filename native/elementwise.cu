@@ -51,15 +51,8 @@ __global__ void affine_kernel(const void* x, void* y, int64_t n, double mul, dou
   }
 }
 
-// Row kernels: grid.y strides over rows, grid.x·blockDim.x over the columns of a row, so the only
-// division is one per row (a 64-bit division per element costs tens of instructions, more than
-// moving the element: these kernels would be ALU-bound instead of memory-bound).
-inline dim3 row_grid(int64_t rows, int64_t cols) {
-  unsigned gx = blocks_for(cols, 256);
-  if (gx > 64u) gx = 64u;
-  unsigned gy = (unsigned)(rows < 65535 ? (rows < 1 ? 1 : rows) : 65535);
-  return dim3(gx, gy);
-}
+// Row kernels (row_grid in common.cuh): grid.y strides over rows, grid.x·blockDim.x over the
+// columns of a row, so the only division is one per row.
 #define ROW_LOOP(r, rows) for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)
 #define COL_LOOP(c, cols) for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < (cols); c += (int64_t)gridDim.x * blockDim.x)
 

@@ -21,8 +21,6 @@
 #include <unordered_map>
 #endif
 
-extern "C" int fxs_has_cublaslt(void);
-
 namespace fxs {
 
 struct LoadA {
@@ -83,8 +81,7 @@ int absmax_to_host(const void* x, int64_t n, float* out) {
   int rc = fxs_malloc(4, (void**)&d);
   if (rc) return rc;
   cudaMemsetAsync(d, 0, 4, FXS_STREAM);
-  unsigned g = blocks_for(n, 256) > 1024u ? 1024u : blocks_for(n, 256);
-  amax_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(x, n, d);
+  amax_kernel<DT><<<blocks_capped(n, 256, 1024u), 256, 0, FXS_STREAM>>>(x, n, d);
   rc = (int)cudaGetLastError();
   unsigned bits = 0;
   if (!rc) rc = fxs_download(&bits, d, 4);
@@ -162,7 +159,7 @@ Plan* plan_for(const Key& k) {
   cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
   // our B: [N,K] row-major = col-major K x N (ld K); [K,N] row-major = col-major N x K (ld N)
   if (k.fp8) {  // Hopper's fp8 GEMMs take only the "TN" layout: both operands K-major
-    static const bool fast = getenv("FXS_FP8_FAST_ACCUM") && getenv("FXS_FP8_FAST_ACCUM")[0] == '1';
+    static const bool fast = env_on("FXS_FP8_FAST_ACCUM");
     int8_t fa = fast ? 1 : 0;
     cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof(fa));
   }
@@ -198,7 +195,7 @@ int try_gemm(int dt, const void* A, const void* B, void* C, int64_t batch, int64
              const float* x_scale = nullptr) {
   std::lock_guard<std::mutex> g(mu);
   if (!init()) return -1;
-  static const bool fuse_gelu = getenv("FXS_CUBLASLT_GELU_EPILOGUE") && getenv("FXS_CUBLASLT_GELU_EPILOGUE")[0] == '1';
+  static const bool fuse_gelu = env_on("FXS_CUBLASLT_GELU_EPILOGUE");
   int epi = bias ? 1 : 0;
   *act_done = false;
   if (fuse_gelu && bias && act == FXS_ACT_GELU_TANH) { epi = 2; *act_done = true; }
@@ -218,9 +215,19 @@ int try_gemm(int dt, const void* A, const void* B, void* C, int64_t batch, int64
 }  // namespace lt
 #endif  // FLUXSERVE_HAVE_CUBLASLT
 
+// FXS_REQUIRE_CUBLASLT=1 (device script, emulator tests): a case meant for cuBLASLt that it
+// refused is an error instead of a silent fallback, so a wrong layout cannot hide behind it.
+inline bool require_cublaslt() {
+  static const bool on = env_on("FXS_REQUIRE_CUBLASLT");
+  return on;
+}
+
+// After a cuBLASLt GEMM that did not fuse the activation: one pass over its rounded output.
 template <int DT>
-int gemm_impl(const void* A, const void* B, int b_dt, void* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-              int b_nk, int64_t sa, int64_t sb, int64_t sc, const void* bias, int bias_dt, float alpha, int act);
+int activation_after_lt(void* C, int64_t n, int act, bool act_done) {
+  if (act != FXS_ACT_NONE && !act_done) act_inplace_kernel<DT><<<blocks_capped(n, 256, 65535u * 16), 256, 0, FXS_STREAM>>>(C, n, act);
+  return (int)cudaGetLastError();
+}
 
 // linear with an fp8 weight and a dynamically quantised fp8 input (go_fast): amax, quantise into
 // a temporary e4m3 copy of x, then an fp8 GEMM (cuBLASLt, else the tiled kernel) with the input
@@ -236,7 +243,7 @@ int gemm_fp8_input(const void* A, const void* B, void* C, int64_t M, int64_t N, 
   int rc = fxs_malloc((size_t)(n > 0 ? n : 1), &xq);
   if (rc) return rc;
   cudaMemsetAsync(scratch, 0, 4, FXS_STREAM);
-  unsigned g = blocks_for(n, 256) > 1024u ? 1024u : blocks_for(n, 256);
+  const unsigned g = blocks_capped(n, 256, 1024u);
   amax_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (unsigned*)scratch);
   quant_e4m3_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (uint8_t*)xq, (const unsigned*)scratch, scratch + 1);
   rc = (int)cudaGetLastError();
@@ -246,16 +253,10 @@ int gemm_fp8_input(const void* A, const void* B, void* C, int64_t M, int64_t N, 
     bool act_done = false;
     int r = lt::try_gemm(DT, xq, B, C, 1, M, N, K, 1, 0, 0, 0, bias, alpha, act, &act_done, scratch + 1);
     if (r == 0) {
-      if (act != FXS_ACT_NONE && !act_done) {
-        int64_t nn = M * N;
-        unsigned ga = blocks_for(nn, 256) > 65535u * 16 ? 65535u * 16 : blocks_for(nn, 256);
-        act_inplace_kernel<DT><<<ga, 256, 0, FXS_STREAM>>>(C, nn, act);
-      }
-      fxs_free(xq);
-      return (int)cudaGetLastError();
+      fxs_free(xq);  // stream-ordered: the GEMM enqueued before any reuse
+      return activation_after_lt<DT>(C, M * N, act, act_done);
     }
-    static const bool require = getenv("FXS_REQUIRE_CUBLASLT") && getenv("FXS_REQUIRE_CUBLASLT")[0] == '1';
-    if (require) { fxs_free(xq); return (int)cudaErrorNotSupported; }
+    if (require_cublaslt()) { fxs_free(xq); return (int)cudaErrorNotSupported; }
   }
 #endif
   LoadA la{xq, FXS_DT_F8E4M3, 0, K};
@@ -274,22 +275,10 @@ int gemm_impl(const void* A, const void* B, int b_dt, void* C, int64_t batch, in
   if (DT != FXS_DT_F8E4M3 && b_dt == DT && (!bias || bias_dt == DT) && K > 0) {
     bool act_done = false;
     int r = lt::try_gemm(DT, A, B, C, batch, M, N, K, b_nk, sa, sb, sc, bias, alpha, act, &act_done);
-    if (r == 0) {
-      if (act != FXS_ACT_NONE && !act_done) {
-        int64_t n = batch * M * N;
-        act_inplace_kernel<DT><<<blocks_for(n, 256) > 65535u * 16 ? 65535u * 16 : blocks_for(n, 256), 256, 0, FXS_STREAM>>>(C, n, act);
-      }
-      return (int)cudaGetLastError();
-    }
+    if (r == 0) return activation_after_lt<DT>(C, batch * M * N, act, act_done);
+    if (require_cublaslt()) return (int)cudaErrorNotSupported;
   }
 #endif
-  // FXS_REQUIRE_CUBLASLT=1 (device script, emulator tests): a case meant for cuBLASLt that it
-  // refused is an error instead of a silent fallback, so a wrong layout cannot hide behind it.
-  {
-    static const bool require = getenv("FXS_REQUIRE_CUBLASLT") && getenv("FXS_REQUIRE_CUBLASLT")[0] == '1';
-    if (require && fxs_has_cublaslt() && DT != FXS_DT_F8E4M3 && b_dt == DT && (!bias || bias_dt == DT) && K > 0)
-      return (int)cudaErrorNotSupported;
-  }
   LoadA la{A, DT, sa, K};
   GemmEpi<DT> ep{C, sc, N, bias, bias_dt, alpha, act, nullptr};
   if (b_nk) return launch_tiled_gemm(la, LoadBnk{B, b_dt, sb, K}, ep, batch, M, N, K, FXS_STREAM);

@@ -16,18 +16,14 @@ inline unsigned lay_grid(int64_t n) {
 #define GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-// rows in grid.y, the row's elements in grid.x (no per-element 64-bit division: see elementwise.cu)
+// rows in grid.y, the row's elements in grid.x (row_grid, common.cuh)
 template <class E>
 __global__ void copy2d_kernel(const E* src, int64_t ss, int64_t so, E* dst, int64_t ds, int64_t dof, int64_t rows, int64_t len) {
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < len; c += (int64_t)gridDim.x * blockDim.x)
       dst[dof + r * ds + c] = src[so + r * ss + c];
 }
-inline dim3 copy2d_grid(int64_t rows, int64_t len) {
-  unsigned gx = blocks_for(len, 256);
-  if (gx > 64u) gx = 64u;
-  return dim3(gx, (unsigned)(rows < 65535 ? (rows < 1 ? 1 : rows) : 65535));
-}
+
 
 struct Perm { int rank; int64_t dims[FXS_MAX_RANK], st[FXS_MAX_RANK]; };
 
@@ -82,7 +78,7 @@ extern "C" {
                      int64_t dst_off, int64_t rows, int64_t row_len) {                                      \
     typedef FXS_ELEM_##w E;                                                                                 \
     if (rows <= 0 || row_len <= 0) return 0;                                                                \
-    fxs::copy2d_kernel<E><<<fxs::copy2d_grid(rows, row_len), 256, 0, FXS_STREAM>>>(                           \
+    fxs::copy2d_kernel<E><<<fxs::row_grid(rows, row_len), 256, 0, FXS_STREAM>>>(                           \
         (const E*)src, src_stride, src_off, (E*)dst, dst_stride, dst_off, rows, row_len);                   \
     return FXS_LAUNCHED();                                                                                  \
   }                                                                                                         \
