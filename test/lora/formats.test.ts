@@ -31,6 +31,7 @@ import {
   type ParsedLora,
 } from '../../src/lora/formats.js';
 import { type DType, f32ToRaw, rawToF32 } from '../../src/tensor/dtype.js';
+import { kronRef, mm } from './ref.js';
 
 // ---------------------------------------------------------------------------------------------
 // The tiny model (flux section of shared/fixtures/bfl-tiny-a/config.json)
@@ -75,22 +76,6 @@ class Rng {
     for (let i = 0; i < n; i++) a[i] = this.next();
     return a;
   }
-}
-
-/** [m, k] · [k, n] */
-function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
-  const o = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) o[i * n + j]! += a[i * k + p]! * b[p * n + j]!;
-  return o;
-}
-
-/** kron([a, b], [c, d]) by the definition: out[i*c + k][j*d + l] = x[i][j] * y[k][l]. */
-function kronRef(x: ArrayLike<number>, a: number, b: number, y: ArrayLike<number>, c: number, d: number): Float64Array {
-  const o = new Float64Array(a * c * b * d);
-  for (let i = 0; i < a; i++)
-    for (let j = 0; j < b; j++)
-      for (let k = 0; k < c; k++) for (let l = 0; l < d; l++) o[(i * c + k) * (b * d) + (j * d + l)] = x[i * b + j]! * y[k * d + l]!;
-  return o;
 }
 
 function hadamard(x: Float64Array, y: Float64Array): Float64Array {

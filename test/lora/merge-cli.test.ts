@@ -23,6 +23,7 @@ import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
 import { MapSource } from '../../src/io/source.js';
 import { parseLoraSpec } from '../../src/lora/merge.js';
 import { type DType, type RawArray, f32ToRaw, rawToF32 } from '../../src/tensor/dtype.js';
+import { kronRef, mm } from './ref.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/bfl-tiny-a', import.meta.url));
@@ -54,22 +55,6 @@ class Rng {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
   }
-}
-
-/** [m, k] · [k, n] */
-function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
-  const o = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) o[i * n + j]! += a[i * k + p]! * b[p * n + j]!;
-  return o;
-}
-
-/** kron: out[i*c + k][j*d + l] = x[i][j] · y[k][l]. */
-function kronRef(x: ArrayLike<number>, a: number, b: number, y: ArrayLike<number>, c: number, d: number): Float64Array {
-  const o = new Float64Array(a * c * b * d);
-  for (let i = 0; i < a; i++)
-    for (let j = 0; j < b; j++)
-      for (let k = 0; k < c; k++) for (let l = 0; l < d; l++) o[(i * c + k) * (b * d) + (j * d + l)] = x[i * b + j]! * y[k * d + l]!;
-  return o;
 }
 
 function swapHalves(m: Float64Array, rows: number, cols: number): Float64Array {
