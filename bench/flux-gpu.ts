@@ -27,7 +27,7 @@ import type { FluxModels } from '../src/models/load.js';
 import { imageIds, textIds } from '../src/sampling/latents.js';
 import { txt2img } from '../src/sampling/txt2img.js';
 import type { Backend } from '../src/tensor/backend.js';
-import { cudaDeviceDescription, cudaEmptyCache, cudaMemStats, cudaResetPeak } from '../src/tensor/cuda/index.js';
+import { cudaAttentionKernel, cudaDeviceDescription, cudaEmptyCache, cudaMemStats, cudaResetPeak } from '../src/tensor/cuda/index.js';
 import { fromArray } from '../src/tensor/ops.js';
 import { defaultBackend } from '../src/tensor/registry.js';
 
@@ -192,7 +192,8 @@ async function pngEncoder(): Promise<((chw: Float32Array, h: number, w: number) 
 async function main(): Promise<void> {
   const be = defaultBackend();
   const desc = cudaDeviceDescription();
-  const device = `${be.name}${desc ? ` on ${desc}` : ''}`;
+  const attn = cudaAttentionKernel();
+  const device = `${be.name}${desc ? ` on ${desc}` : ''}${attn ? `; wgmma attention ${attn}` : ''}`;
   console.log(`flux-gpu bench: ${device}; ${small ? 'SMALL random model' : 'random full-size FLUX.1'}; runs ${runs}; sizes ${sizes.join(', ')}`);
   const rows: Row[] = [];
   const quality: string[] = [];

@@ -165,6 +165,14 @@ napi_value Init(napi_env env, napi_callback_info info) {
   return o;
 }
 
+// attentionKernel(): runs the wgmma attention self-check if it has not run yet (one host wait) and
+// says whether the Hopper kernel is in use, and why not
+napi_value AttentionKernel(napi_env env, napi_callback_info) {
+  napi_value s;
+  napi_create_string_utf8(env, fxs_attention_wgmma_check(), NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
 napi_value Malloc(napi_env env, napi_callback_info info) {
   Args a(env, info, "malloc");
   int64_t bytes = a.i64(0);
@@ -187,6 +195,7 @@ napi_value MemStats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "allocated", num(env, (double)al));
   napi_set_named_property(env, o, "reserved", num(env, (double)re));
   napi_set_named_property(env, o, "peakAllocated", num(env, (double)pk));
+  napi_set_named_property(env, o, "hostWaits", num(env, (double)fxs_host_waits()));
   return o;
 }
 napi_value ResetPeak(napi_env env, napi_callback_info) { fxs_reset_peak(); napi_value u; napi_get_undefined(env, &u); return u; }
@@ -406,7 +415,7 @@ napi_value Embedding(napi_env env, napi_callback_info info) {
 
 napi_value ModuleInit(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback fn; } fns[] = {
-      {"init", Init}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
+      {"init", Init}, {"attentionKernel", AttentionKernel}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
       {"memStats", MemStats}, {"resetPeak", ResetPeak}, {"upload", Upload}, {"download", Download},
       {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"absMax", AbsMax}, {"attnPrep", AttnPrep}, {"geluConcat", GeluConcat}, {"attention", Attention},
       {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm}, {"modulatedLayerNorm", ModLayerNorm},
@@ -420,7 +429,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, f.name, v);
   }
   napi_value ver;
-  napi_create_uint32(env, 2, &ver);  // 2: linearFp8In
+  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits, attentionKernel()
   napi_set_named_property(env, exports, "abiVersion", ver);
   return exports;
 }

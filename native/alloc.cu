@@ -6,8 +6,12 @@
 // allocation tried once more. Why: a denoising step allocates and frees a few hundred tensors;
 // cudaMalloc/cudaFree each synchronise the device and would dominate a step.
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -18,10 +22,97 @@
 namespace {
 
 std::mutex g_mu;
+std::mutex g_staging_mu;
 cudaStream_t g_stream = nullptr;
 std::map<size_t, std::vector<void*>> g_free;   // class size -> cached blocks
 std::unordered_map<void*, size_t> g_live;      // block -> class size
 size_t g_allocated = 0, g_reserved = 0, g_peak = 0;
+std::atomic<uint64_t> g_host_waits{0};  // times the host waited for the stream (synchronize, download, blocking upload)
+
+int stream_wait() {
+  g_host_waits++;
+  return (int)cudaStreamSynchronize(g_stream);
+}
+
+// Pinned staging ring for small uploads. A copy from pageable JS memory must be waited for before
+// the JS buffer may change, and each such wait drains the GPU's queue: the denoising loop uploads
+// a timestep and a guidance value per step, so every step would start on an idle GPU (issue 7: no
+// host synchronisation inside the loop). Small uploads are instead copied into pinned host memory
+// and enqueued asynchronously; an event per chunk says when its bytes may be overwritten. Chunks
+// are taken in ring order, so the chunks in the way of a new one are always the oldest; the host
+// waits only when the stream lags more than the whole ring behind (FXS_STAGING_BYTES, default
+// 4 MiB; uploads above a quarter of it, such as weights, take the blocking path).
+struct StagingChunk {
+  size_t begin, end;
+  cudaEvent_t done;
+};
+char* g_staging = nullptr;
+size_t g_staging_size = 0, g_staging_head = 0;
+std::deque<StagingChunk> g_chunks;
+std::vector<cudaEvent_t> g_spare_events;
+
+size_t staging_size() {
+  static const size_t n = getenv("FXS_STAGING_BYTES") ? strtoull(getenv("FXS_STAGING_BYTES"), nullptr, 10) : (size_t(4) << 20);
+  return n;
+}
+
+// Returns the staging offset for `bytes` after making that range free, or SIZE_MAX when staging is
+// unavailable (no pinned memory); the caller then takes the blocking path.
+size_t staging_take(size_t bytes, int* err) {
+  *err = 0;
+  if (!g_staging) {
+    if (g_staging_size == SIZE_MAX) return SIZE_MAX;  // pinned allocation failed before
+    if (cudaHostAlloc((void**)&g_staging, staging_size(), cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      g_staging = nullptr;
+      g_staging_size = SIZE_MAX;
+      return SIZE_MAX;
+    }
+    g_staging_size = staging_size();
+  }
+  size_t n = (bytes + 15) / 16 * 16;
+  bool wrap = n > g_staging_size - g_staging_head;  // the tail [head, size) is skipped this lap
+  size_t begin = wrap ? 0 : g_staging_head;
+  size_t end = begin + n;
+  // Retire the chunks in the way: those overlapping [begin, end), and on a wrap those in the skipped
+  // tail too. They are the oldest ones, in ring order (tail first, then from offset 0 up).
+  while (!g_chunks.empty()) {
+    const StagingChunk& c = g_chunks.front();
+    bool overlaps = (c.begin < end && begin < c.end) || (wrap && c.end > g_staging_head);
+    bool finished = cudaEventQuery(c.done) == cudaSuccess;
+    if (!overlaps && !finished) break;
+    if (!finished) {
+      g_host_waits++;
+      cudaError_t e = cudaEventSynchronize(c.done);
+      if (e != cudaSuccess) { *err = (int)e; return SIZE_MAX; }
+    }
+    g_spare_events.push_back(c.done);
+    g_chunks.pop_front();
+  }
+  cudaGetLastError();  // cudaEventQuery's cudaErrorNotReady is not an error here
+  g_staging_head = end;
+  return begin;
+}
+
+int staged_upload(void* dst, const void* src, size_t bytes) {
+  int err = 0;
+  size_t off = staging_take(bytes, &err);
+  if (err) return err;
+  if (off == SIZE_MAX) return -1;
+  memcpy(g_staging + off, src, bytes);
+  cudaError_t e = cudaMemcpyAsync(dst, g_staging + off, bytes, cudaMemcpyHostToDevice, g_stream);
+  if (e != cudaSuccess) return (int)e;
+  cudaEvent_t ev = nullptr;
+  if (!g_spare_events.empty()) {
+    ev = g_spare_events.back();
+    g_spare_events.pop_back();
+  } else if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess) {
+    return (int)e;
+  }
+  if ((e = cudaEventRecord(ev, g_stream)) != cudaSuccess) return (int)e;
+  g_chunks.push_back({off, off + (bytes + 15) / 16 * 16, ev});
+  return 0;
+}
 
 size_t size_class(size_t n) {
   if (n == 0) n = 1;
@@ -96,7 +187,7 @@ int fxs_malloc(size_t bytes, void** out) {
     cudaError_t e = cudaMalloc(&p, c);
     if (e != cudaSuccess) {
       cudaGetLastError();  // clear the sticky-free error state of a failed allocation
-      cudaStreamSynchronize(g_stream);
+      stream_wait();
       release_cache_locked();
       e = cudaMalloc(&p, c);
       if (e != cudaSuccess) {
@@ -128,9 +219,9 @@ int fxs_free(void* p) {
 
 int fxs_empty_cache(void) {
   std::lock_guard<std::mutex> lk(g_mu);
-  cudaError_t e = cudaStreamSynchronize(g_stream);
+  int e = stream_wait();
   release_cache_locked();
-  return (int)e;
+  return e;
 }
 
 void fxs_mem_stats(size_t* allocated, size_t* reserved, size_t* peak_allocated) {
@@ -145,20 +236,28 @@ void fxs_reset_peak(void) {
   g_peak = g_allocated;
 }
 
-// Host transfers come from pageable JS memory, so each waits for its copy before returning.
+// Host transfers come from pageable JS memory. Small uploads go through the pinned staging ring
+// without waiting; the rest (and every download) wait for their copy before returning.
 int fxs_upload(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return 0;
+  std::lock_guard<std::mutex> lk(g_staging_mu);
+  if (bytes <= staging_size() / 4) {
+    int rc = staged_upload(dst, src, bytes);
+    if (rc != -1) return rc;
+  }
   cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream);
   if (e != cudaSuccess) return (int)e;
-  return (int)cudaStreamSynchronize(g_stream);
+  return stream_wait();
 }
 
 int fxs_download(void* dst, const void* src, size_t bytes) {
-  if (bytes == 0) return (int)cudaStreamSynchronize(g_stream);
+  if (bytes == 0) return stream_wait();
   cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream);
   if (e != cudaSuccess) return (int)e;
-  return (int)cudaStreamSynchronize(g_stream);
+  return stream_wait();
 }
+
+uint64_t fxs_host_waits(void) { return g_host_waits; }
 
 int fxs_memset0(void* dst, size_t bytes) {
   if (bytes == 0) return 0;
@@ -170,6 +269,6 @@ int fxs_copy_bytes(void* dst, const void* src, size_t bytes) {
   return (int)cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_stream);
 }
 
-int fxs_synchronize(void) { return (int)cudaStreamSynchronize(g_stream); }
+int fxs_synchronize(void) { return stream_wait(); }
 
 }  // extern "C"

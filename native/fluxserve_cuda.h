@@ -38,6 +38,14 @@ int fxs_download(void* dst, const void* src, size_t bytes);
 int fxs_memset0(void* dst, size_t bytes);
 int fxs_copy_bytes(void* dst, const void* src, size_t bytes);
 int fxs_synchronize(void);
+/** How many times the host has waited for the stream (synchronize, downloads, blocking uploads). */
+uint64_t fxs_host_waits(void);
+
+/**
+ * The Hopper (wgmma) attention kernel's state after its self-check against the mma.sync kernel,
+ * which this call runs first if no eligible attention call has yet: "on (...)" or "off (why)".
+ */
+const char* fxs_attention_wgmma_check(void);
 
 #define FXS_FOR_FLOAT_DTYPES(X) X(f32) X(bf16) X(f16) X(f8e4m3)
 

@@ -131,7 +131,7 @@ fi
 
 if [ -n "$NODE" ] && [ -d dist/src ]; then
   # the dist/ carried was compiled here; addon load check first
-  step load load.log "$NODE" -e "import('./dist/src/tensor/cuda/index.js').then(m=>{const b=m.loadCudaBackend(); console.log(b ? 'loaded: '+m.cudaDeviceDescription() : 'NOT loaded: '+m.cudaUnavailableReason()); process.exit(b?0:1)})"
+  step load load.log "$NODE" -e "import('./dist/src/tensor/cuda/index.js').then(m=>{const b=m.loadCudaBackend(); console.log(b ? 'loaded: '+m.cudaDeviceDescription()+'; wgmma attention: '+m.cudaAttentionKernel() : 'NOT loaded: '+m.cudaUnavailableReason()); process.exit(b?0:1)})"
   cat "$OUT/load.log" | tee -a "$SUMMARY"
   # 3. op tests (every backend; failures name the backend in brackets)
   step op-tests op-tests.log env FXS_REQUIRE_CUBLASLT=1 "$NODE" scripts/run-tests.mjs dist/test/tensor/ dist/test/models/textenc-parity dist/test/models/fp8

@@ -10,7 +10,7 @@ const [cmd, arg] = process.argv.slice(2);
 const reg = await import('../dist/src/tensor/registry.js');
 const cuda = await import('../dist/src/tensor/cuda/index.js');
 const be = reg.defaultBackend();
-console.log(`backend: ${be.name}${cuda.cudaDeviceDescription() ? ` on ${cuda.cudaDeviceDescription()}` : ''}`);
+console.log(`backend: ${be.name}${cuda.cudaDeviceDescription() ? ` on ${cuda.cudaDeviceDescription()}; wgmma attention: ${cuda.cudaAttentionKernel()}` : ''}`);
 
 if (cmd === 'reference-check') {
   const { referenceCheck } = await import('../dist/src/debug/reference-check.js');

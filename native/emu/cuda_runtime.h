@@ -82,6 +82,16 @@ cudaError_t cudaFree(void* p);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = nullptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s = nullptr);
+#define cudaHostAllocDefault 0x00
+#define cudaEventDisableTiming 0x02
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* p);
+// Streams are synchronous here, so an event is complete as soon as it is recorded.
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
+cudaError_t cudaEventQuery(cudaEvent_t e);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize(void);
@@ -114,6 +124,15 @@ void warp_gather(const uint32_t* mine, int n, uint32_t* all);
 void cp_async(void* dst, const void* src, bool valid);
 void cp_async_commit();
 void cp_async_wait(int n);
+/**
+ * wgmma as the GPU does it: results are pending per thread until wgmma_wait. wgmma_acc(d, n) gives
+ * the buffer the next product into accumulators `d` (n floats) adds to: the pending sum when one
+ * is open for `d`, else a copy of `d`; it joins the open group. wgmma_wait(n) writes back every
+ * group but the n newest. A kernel that exits with results pending fails.
+ */
+float* wgmma_acc(float* d, int n);
+void wgmma_commit();
+void wgmma_wait(int n);
 /** Kernel-side failure: report, stop the launch, make the launch's error sticky. */
 [[noreturn]] void fail(const char* what);
 /** Dynamic shared memory of the current launch. */

@@ -63,7 +63,15 @@ struct PendingCopy {
   const void* src;  // null: zero-fill
 };
 
+struct PendingMma {
+  float* d;
+  std::vector<float> sum;
+  uint64_t group;  // the wgmma group of its latest product
+};
+
 struct Thread {
+  std::vector<PendingMma> mma;                    // wgmma results not yet waited for
+  uint64_t mma_group = 0;                         // the open wgmma group
   std::vector<PendingCopy> open;                  // cp.async copies of the group not yet committed
   std::vector<std::vector<PendingCopy>> groups;   // committed groups, oldest first
 #ifdef FXS_EMU_ASM_SWITCH
@@ -176,6 +184,7 @@ void release_after_exit(Thread& t) {
 void trampoline() {
   Thread* t = cur;
   (*g_block->body)();
+  if (!t->mma.empty()) fail("kernel exited with wgmma results never waited for (wgmma_wait)");
   t->done = true;
   release_after_exit(*t);
 #ifdef FXS_EMU_ASM_SWITCH
@@ -239,6 +248,30 @@ void cp_async_wait(int n) {
       else memset(c.dst, 0, 16);
     }
     g.erase(g.begin());
+  }
+}
+
+float* wgmma_acc(float* d, int n) {
+  for (PendingMma& m : cur->mma) {
+    if (m.d == d) {
+      if ((int)m.sum.size() != n) fail("wgmma: accumulators reused with another shape while pending");
+      m.group = cur->mma_group;
+      return m.sum.data();
+    }
+  }
+  cur->mma.push_back({d, std::vector<float>(d, d + n), cur->mma_group});
+  return cur->mma.back().sum.data();
+}
+void wgmma_commit() { cur->mma_group++; }
+void wgmma_wait(int n) {
+  auto& v = cur->mma;
+  for (size_t i = 0; i < v.size();) {
+    if (v[i].group + (uint64_t)n < cur->mma_group) {
+      memcpy(v[i].d, v[i].sum.data(), v[i].sum.size() * sizeof(float));
+      v.erase(v.begin() + (ptrdiff_t)i);
+    } else {
+      i++;
+    }
   }
 }
 
@@ -328,6 +361,8 @@ cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
           t.wait_bar = nullptr;
           t.open.clear();
           t.groups.clear();
+          t.mma.clear();
+          t.mma_group = 0;
           B.warp_live[t.warp]++;
 #ifdef FXS_EMU_ASM_SWITCH
           t.sp = fresh_stack(t.stack, kStack);
@@ -442,6 +477,32 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k) { return cudaMemcpyAsync(dst, src, bytes, k, nullptr); }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
   if (bytes) memset(dst, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
+  *p = malloc(bytes ? bytes : 1);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void* p) {
+  free(p);
+  return cudaSuccess;
+}
+struct fxs_emu_event {
+  bool recorded = false;
+};
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = new fxs_emu_event;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (!e) return cudaErrorInvalidValue;
+  e->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {

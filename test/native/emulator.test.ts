@@ -112,6 +112,48 @@ describe('CUDA kernels on the CPU emulator', () => {
     assert.match(oom, /out of memory/, 'an allocation that fits nowhere fails with a clear error');
   });
 
+  test('the Hopper wgmma attention: on after its self-check, the other descriptor reading or the mma.sync kernel when the check says so', () => {
+    const note = (extra: Record<string, string>) => {
+      const script = "import('./dist/src/tensor/cuda/index.js').then((m) => { m.loadCudaBackend(); console.log('NOTE ' + m.cudaAttentionKernel()); })";
+      const r = run([process.execPath, '-e', script], { FLUXSERVE_CUDA_ADDON: ADDON, ...extra });
+      assert.equal(r.status, 0, r.out);
+      return /NOTE (.*)/.exec(r.out)?.[1] ?? r.out;
+    };
+    // the kernel agrees with the mma.sync kernel on the emulator's reading of the PTX layouts
+    assert.match(note({}), /^on \(self-check max diff bf16 [0-9.e-]+, f16 [0-9.e-]+\)$/);
+    assert.equal(note({ FXS_ATTN_WGMMA: '0' }), 'off (FXS_ATTN_WGMMA=0)');
+    // a GPU that read the descriptor's two offsets the other way round: the swapped variant is chosen
+    assert.match(note({ FXS_EMU_WGMMA_SWAP: '1' }), /^on, LBO\/SBO swapped/);
+    // tensor cores that compute something else: the kernel is not used
+    assert.match(note({ FXS_EMU_WGMMA_BREAK: '1' }), /^off \(self-check failed/);
+    // and the attention op tests pass in each of those worlds (wgmma swapped; mma.sync fallback)
+    for (const extra of [{ FXS_EMU_WGMMA_SWAP: '1' }, { FXS_EMU_WGMMA_BREAK: '1' }] as Record<string, string>[]) {
+      const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/attention'], { FLUXSERVE_CUDA_ADDON: ADDON, ...extra });
+      assert.equal(r.status, 0, `${JSON.stringify(extra)}\n${r.out.slice(-4000)}`);
+      assert.ok(r.out.split('\n').filter((l) => /✔ .*\[cuda\]/.test(l)).length >= 9, r.out.slice(-2000));
+    }
+  });
+
+  test('the denoising loop never waits for the GPU: small uploads go through the pinned staging ring', () => {
+    const child = (mode: string, staging?: string) => {
+      const r = run([process.execPath, 'dist/test/native/stream-child.js', mode], { FLUXSERVE_CUDA_ADDON: ADDON, ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}) });
+      assert.equal(r.status, 0, r.out.slice(-4000));
+      return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    };
+    // a 1 KiB ring: 200 uploads of 16..256 bytes wrap it dozens of times; each must land intact
+    const ring = child('ring', '1024');
+    assert.deepEqual(ring, { uploads: 200, uploadWaits: 0, mismatches: 0 });
+    // the default ring: not one host wait from the first step to the last
+    const staged = child('denoise');
+    assert.deepEqual(staged['perStep'], [0, 0, 0], 'host waits counted after each of the 3 steps');
+    // a ring that wraps within every step, and no ring at all (every upload waits): the same bits
+    const wrapping = child('denoise', '4096');
+    const blocking = child('denoise', '0');
+    assert.ok((blocking['perStep'] as number[])[2]! >= 3, `without staging each step waits at least once (${JSON.stringify(blocking['perStep'])})`);
+    assert.equal(wrapping['bits'], staged['bits']);
+    assert.equal(blocking['bits'], staged['bits']);
+  });
+
   test('the op tests under AddressSanitizer + UBSan (exact-size device buffers)', (t) => {
     build(true);
     const lib = (name: string): string => {

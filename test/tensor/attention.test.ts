@@ -93,8 +93,9 @@ describe('attention', () => {
     });
   }
 
-  // Head sizes 64 and 128 in bf16/f16 take the CUDA backend's tensor-core kernel (native/attention.cu
-  // flash_attn_kernel): 64-row query blocks, 64-key tiles, so these lengths cut tiles in awkward places.
+  // Head sizes 64 and 128 in bf16/f16 take the CUDA backend's tensor-core kernels (native/attention.cu:
+  // flash_attn_kernel with 128-row query blocks and 64-key tiles; on sm_90 flash_attn_wgmma_kernel for
+  // D = 128 without bias or mask), so these lengths cut tiles in awkward places.
   for (const dtype of ['bf16', 'f16'] as const) {
     forEachBackend(`attention at head size 64 and 128 (tensor-core tiles), ${dtype}`, (be) => {
       const cases: { d: Dims; causal: boolean; bias: boolean; scale?: number }[] = [
@@ -102,6 +103,9 @@ describe('attention', () => {
         { d: { B: 1, H: 2, Lq: 130, Lk: 64, D: 128, Dv: 128 }, causal: false, bias: false, scale: 0.2 },
         { d: { B: 1, H: 2, Lq: 100, Lk: 100, D: 64, Dv: 64 }, causal: true, bias: true },
         { d: { B: 2, H: 1, Lq: 1, Lk: 200, D: 128, Dv: 128 }, causal: false, bias: true },
+        // no bias, no mask at D = 128: the Hopper kernel where it runs (128-row query blocks, 128-key
+        // tiles: three query blocks and three key tiles here, the last ones partial)
+        { d: { B: 1, H: 2, Lq: 260, Lk: 300, D: 128, Dv: 128 }, causal: false, bias: false },
       ];
       let seed = 300;
       for (const c of cases) {

@@ -26,7 +26,8 @@ interface Addon {
   free(p: bigint): void;
   emptyCache(): void;
   synchronize(): void;
-  memStats(): { allocated: number; reserved: number; peakAllocated: number };
+  attentionKernel(): string;
+  memStats(): CudaMemStats;
   resetPeak(): void;
   upload(p: bigint, byteOffset: number, src: RawArray): void;
   download(p: bigint, byteOffset: number, dst: RawArray): void;
@@ -65,7 +66,7 @@ interface Addon {
   embedding(width: number, table: bigint, ids: bigint, y: bigint, n: number, D: number): void;
 }
 
-const ABI_VERSION = 2;
+const ABI_VERSION = 3; // 3: memStats().hostWaits
 const DT: Record<DType, number> = { f32: 0, bf16: 1, f16: 2, f8e4m3: 3, i32: 4 };
 const ACT: Record<Activation, number> = { none: 0, gelu_tanh: 1, gelu: 2, silu: 3, quick_gelu: 4 };
 const OPS: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2 };
@@ -443,7 +444,7 @@ export function cudaAddonPath(env: NodeJS.ProcessEnv = process.env): string {
   return candidates.find((c) => fs.existsSync(c)) ?? candidates[0]!;
 }
 
-let loaded: { backend: (Backend & { memStats(): { allocated: number; reserved: number; peakAllocated: number }; resetPeak(): void; emptyCache(): void }) | undefined; reason: string; addonExists: boolean; device?: string } | undefined;
+let loaded: { addon?: Addon; backend: (Backend & { memStats(): CudaMemStats; resetPeak(): void; emptyCache(): void }) | undefined; reason: string; addonExists: boolean; device?: string } | undefined;
 
 /**
  * Load the CUDA backend once: the addon must exist, load, match the ABI version and find a GPU.
@@ -464,6 +465,7 @@ export function loadCudaBackend(env: NodeJS.ProcessEnv = process.env): Backend |
     const info = addon.init(Number(env['FLUXSERVE_CUDA_DEVICE'] ?? 0));
     loaded = {
       backend: makeBackend(addon),
+      addon,
       reason: '',
       addonExists,
       device: `${info.name} (sm_${info.ccMajor}${info.ccMinor}, ${(info.totalMem / 2 ** 30).toFixed(1)} GiB, cuBLASLt ${info.cublasLt ? 'on' : 'off'})`,
@@ -484,8 +486,25 @@ export function cudaDeviceDescription(): string | undefined {
   return loaded?.device;
 }
 
+/**
+ * Whether the Hopper (wgmma) flash-attention kernel is in use: "on (self-check max diff ...)" or
+ * "off (why)". Runs its one-time self-check against the mma.sync kernel if no attention call has.
+ */
+export function cudaAttentionKernel(): string | undefined {
+  return loaded?.addon?.attentionKernel();
+}
+
+/** The caching allocator's counters (bytes), and how often the host has waited for the GPU. */
+export interface CudaMemStats {
+  allocated: number;
+  reserved: number;
+  peakAllocated: number;
+  /** Host waits for the stream so far: synchronize, downloads, blocking (large) uploads. */
+  hostWaits: number;
+}
+
 /** The caching allocator's counters (bytes), when the backend is loaded. */
-export function cudaMemStats(): { allocated: number; reserved: number; peakAllocated: number } | undefined {
+export function cudaMemStats(): CudaMemStats | undefined {
   return loaded?.backend?.memStats();
 }
 

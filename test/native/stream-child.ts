@@ -1,0 +1,75 @@
+// Child process of emulator.test.ts ("no host waits in the loop"): runs on the CUDA backend that
+// FLUXSERVE_CUDA_ADDON names and prints one JSON line.
+//   ring:    many small uploads through the pinned staging ring (FXS_STAGING_BYTES small: it wraps)
+//            downloaded again, and the host waits they cost
+//   denoise: 3 Euler steps of a small random FLUX dev, the host waits counted after every step,
+//            and the output's bits
+
+import { cudaAttentionKernel, cudaMemStats, loadCudaBackend } from '../../src/tensor/cuda/index.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import { fromArray } from '../../src/tensor/ops.js';
+import { randomConfigs, RandomSource } from '../../src/debug/random-models.js';
+import { Flux } from '../../src/models/flux/model.js';
+import { denoise } from '../../src/sampling/denoise.js';
+import { getSchedule } from '../../src/sampling/schedule.js';
+
+const be = loadCudaBackend();
+if (!be) throw new Error('stream-child: the CUDA backend did not load (FLUXSERVE_CUDA_ADDON)');
+const waits = () => cudaMemStats()!.hostWaits;
+
+/** Deterministic values (an LCG), so two runs of this child see the same inputs. */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
+const mode = process.argv[2];
+if (mode === 'ring') {
+  const before = waits();
+  const sent: Float32Array[] = [];
+  const ts: Tensor[] = [];
+  for (let i = 0; i < 200; i++) {
+    const n = 1 + ((i * 37) % 61); // 1..61 floats: chunks of 16..256 bytes
+    const v = values(n, i + 1);
+    sent.push(v);
+    ts.push(fromArray(be, [n], v, 'f32'));
+  }
+  const afterUploads = waits();
+  let mismatches = 0;
+  for (let i = 0; i < ts.length; i++) {
+    const got = ts[i]!.toFloat32();
+    if (got.length !== sent[i]!.length || got.some((x, j) => x !== sent[i]![j])) mismatches++;
+    ts[i]!.dispose();
+  }
+  console.log(JSON.stringify({ uploads: ts.length, uploadWaits: afterUploads - before, mismatches }));
+} else if (mode === 'denoise') {
+  const cfg = randomConfigs({ variant: 'dev', small: true }).flux;
+  const model = Flux.load(cfg, new RandomSource('transformer', 'bf16'), be);
+  const Li = 16;
+  const Lt = 8;
+  const img = fromArray(be, [1, Li, cfg.in_channels], values(Li * cfg.in_channels, 7), 'bf16');
+  const txt = fromArray(be, [1, Lt, cfg.context_in_dim], values(Lt * cfg.context_in_dim, 8), 'bf16');
+  const vec = fromArray(be, [1, cfg.vec_in_dim], values(cfg.vec_in_dim, 9), 'bf16');
+  const img_ids = new Float32Array(Li * 3).map((_, i) => (i % 3 === 0 ? 0 : Math.floor(i / 3) % 4));
+  const txt_ids = new Float32Array(Lt * 3);
+  cudaAttentionKernel(); // the wgmma kernel's one-time self-check (a host wait) before the loop, not in step 1
+  be.synchronize();
+  const perStep: number[] = [];
+  const start = waits();
+  const out = await denoise(
+    model,
+    { img, img_ids, txt, txt_ids, vec, timesteps: getSchedule(3, Li, { shift: true }), guidance: 3.5 },
+    { onStep: () => perStep.push(waits() - start) },
+  );
+  const bits = Buffer.from(out.toRaw().buffer).toString('base64');
+  console.log(JSON.stringify({ perStep, bits }));
+  for (const t of [out, img, txt, vec]) t.dispose();
+  model.dispose();
+} else {
+  throw new Error(`stream-child: unknown mode ${mode}`);
+}
