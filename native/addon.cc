@@ -173,6 +173,24 @@ napi_value AttentionKernel(napi_env env, napi_callback_info) {
   return s;
 }
 
+// mark() -> BigInt; markWait(mark, release?)
+napi_value Mark(napi_env env, napi_callback_info info) {
+  Args a(env, info, "mark");
+  void* m = nullptr;
+  int rc = fxs_mark(&m);
+  if (rc) return a.done(rc);
+  napi_value r;
+  napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)m, &r);
+  return r;
+}
+napi_value MarkWait(napi_env env, napi_callback_info info) {
+  Args a(env, info, "markWait");
+  void* m = a.ptr(0);
+  int release = a.n > 1 ? (int)a.i64(1) : 0;
+  if (a.bad) return nullptr;
+  return a.done(fxs_mark_wait(m, release));
+}
+
 napi_value Malloc(napi_env env, napi_callback_info info) {
   Args a(env, info, "malloc");
   int64_t bytes = a.i64(0);
@@ -196,6 +214,7 @@ napi_value MemStats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "reserved", num(env, (double)re));
   napi_set_named_property(env, o, "peakAllocated", num(env, (double)pk));
   napi_set_named_property(env, o, "hostWaits", num(env, (double)fxs_host_waits()));
+  napi_set_named_property(env, o, "markWaits", num(env, (double)fxs_mark_waits()));
   return o;
 }
 napi_value ResetPeak(napi_env env, napi_callback_info) { fxs_reset_peak(); napi_value u; napi_get_undefined(env, &u); return u; }
@@ -415,7 +434,7 @@ napi_value Embedding(napi_env env, napi_callback_info info) {
 
 napi_value ModuleInit(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback fn; } fns[] = {
-      {"init", Init}, {"attentionKernel", AttentionKernel}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
+      {"init", Init}, {"attentionKernel", AttentionKernel}, {"mark", Mark}, {"markWait", MarkWait}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
       {"memStats", MemStats}, {"resetPeak", ResetPeak}, {"upload", Upload}, {"download", Download},
       {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"absMax", AbsMax}, {"attnPrep", AttnPrep}, {"geluConcat", GeluConcat}, {"attention", Attention},
       {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm}, {"modulatedLayerNorm", ModLayerNorm},
@@ -429,7 +448,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, f.name, v);
   }
   napi_value ver;
-  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits, attentionKernel()
+  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits/markWaits, attentionKernel(), mark()/markWait()
   napi_set_named_property(env, exports, "abiVersion", ver);
   return exports;
 }

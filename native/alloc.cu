@@ -52,7 +52,8 @@ std::deque<StagingChunk> g_chunks;
 std::vector<cudaEvent_t> g_spare_events;
 
 size_t staging_size() {
-  static const size_t n = getenv("FXS_STAGING_BYTES") ? strtoull(getenv("FXS_STAGING_BYTES"), nullptr, 10) : (size_t(4) << 20);
+  static const char* env = getenv("FXS_STAGING_BYTES");
+  static const size_t n = env && *env ? strtoull(env, nullptr, 10) : (size_t(4) << 20);
   return n;
 }
 
@@ -258,6 +259,44 @@ int fxs_download(void* dst, const void* src, size_t bytes) {
 }
 
 uint64_t fxs_host_waits(void) { return g_host_waits; }
+
+// Stream marks: the host issues work ahead of the GPU; a mark (an event recorded on the stream) lets
+// it wait until the work before the mark is done without draining what was queued after it. The
+// denoising loop keeps at most two steps queued this way (progress and cancellation stay close to
+// the GPU, which never runs dry).
+std::atomic<uint64_t> g_mark_waits{0};
+
+int fxs_mark(void** out) {
+  std::lock_guard<std::mutex> lk(g_staging_mu);
+  cudaEvent_t ev = nullptr;
+  cudaError_t e = cudaSuccess;
+  if (!g_spare_events.empty()) {
+    ev = g_spare_events.back();
+    g_spare_events.pop_back();
+  } else if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess) {
+    return (int)e;
+  }
+  if ((e = cudaEventRecord(ev, g_stream)) != cudaSuccess) {
+    g_spare_events.push_back(ev);
+    return (int)e;
+  }
+  *out = (void*)ev;
+  return 0;
+}
+
+int fxs_mark_wait(void* mark, int release) {
+  if (!mark) return (int)cudaErrorInvalidValue;
+  cudaError_t e = cudaSuccess;
+  if (!release) {
+    g_mark_waits++;
+    e = cudaEventSynchronize((cudaEvent_t)mark);
+  }
+  std::lock_guard<std::mutex> lk(g_staging_mu);
+  g_spare_events.push_back((cudaEvent_t)mark);
+  return (int)e;
+}
+
+uint64_t fxs_mark_waits(void) { return g_mark_waits; }
 
 int fxs_memset0(void* dst, size_t bytes) {
   if (bytes == 0) return 0;

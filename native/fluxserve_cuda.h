@@ -40,6 +40,11 @@ int fxs_copy_bytes(void* dst, const void* src, size_t bytes);
 int fxs_synchronize(void);
 /** How many times the host has waited for the stream (synchronize, downloads, blocking uploads). */
 uint64_t fxs_host_waits(void);
+/** Records a mark on the stream (an event); fxs_mark_wait waits for it (release = 1: only gives it back). */
+int fxs_mark(void** out);
+int fxs_mark_wait(void* mark, int release);
+/** How many times the host has waited for a mark. */
+uint64_t fxs_mark_waits(void);
 
 /**
  * The Hopper (wgmma) attention kernel's state after its self-check against the mma.sync kernel,

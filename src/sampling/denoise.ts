@@ -6,6 +6,7 @@
 
 import { add, affine, cast } from '../tensor/ops.js';
 import { tidy } from '../tensor/scope.js';
+import type { StreamMark } from '../tensor/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Flux, Ids } from '../models/flux/model.js';
 
@@ -25,7 +26,10 @@ export interface DenoiseInputs {
 }
 
 export interface DenoiseProgress {
-  /** 1-based index of the step just finished. */
+  /**
+   * 1-based index of the step just finished (on an asynchronous backend: queued; the GPU may still
+   * be running it and the one before, LOOKAHEAD_STEPS).
+   */
   step: number;
   total: number;
   t_curr: number;
@@ -52,6 +56,13 @@ export interface DenoiseOptions {
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
+ * Steps the host may have queued on an asynchronous backend (CUDA) before it waits for the oldest:
+ * two keep the GPU busy (the next step is queued while one runs) and keep progress reports and
+ * cancellation within two steps of the GPU instead of the whole loop ahead of it.
+ */
+const LOOKAHEAD_STEPS = 2;
+
+/**
  * Runs the sampling loop; returns new latents [B, L_img, 64] in the model's dtype, owned by the
  * caller. Async only so that cancellation and progress can interleave with other work between
  * steps; each step runs synchronously inside its own tidy(). Call it outside any tidy().
@@ -68,6 +79,7 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
 
   const pe = tidy(() => model.positionEmbedding(inp.txt_ids, inp.img_ids, B, Lt, Li)); // [B|1, L, Dh/2, 2, 2]
   let img = inp.img.dtype === model.dtype ? inp.img : tidy(() => cast(inp.img, model.dtype)); // [B, Li, 64]
+  const marks: StreamMark[] = []; // one per queued step, oldest first (asynchronous backends)
   try {
     for (let i = 0; i < ts.length - 1; i++) {
       opts.signal?.throwIfAborted();
@@ -83,6 +95,9 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
       if (next === img || next === inp.img) throw new Error('denoise: afterStep must return its argument or a new tensor');
       if (img !== inp.img) img.dispose();
       img = next;
+      const mark = model.backend.mark?.();
+      if (mark) marks.push(mark);
+      while (marks.length > LOOKAHEAD_STEPS) marks.shift()!.wait();
       opts.onStep?.({ step: i + 1, total: ts.length - 1, t_curr, t_prev, latents: img });
       if (i < ts.length - 2) await nextTick();
     }
@@ -90,6 +105,7 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
     if (img !== inp.img) img.dispose();
     throw e;
   } finally {
+    for (const m of marks) m.release();
     pe.dispose();
   }
   return img;

@@ -60,6 +60,11 @@ export interface AttnPrepSegment {
   readonly kScale: Tensor;
 }
 
+export interface StreamMark {
+  wait(): void;
+  release(): void;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -80,6 +85,12 @@ export interface Backend {
   free(storage: Storage): void;
   /** Wait for queued work (no-op for synchronous backends). */
   synchronize(): void;
+  /**
+   * Asynchronous backends: a mark after the work queued so far. `wait()` blocks until that work is
+   * done (not what was queued after the mark); `release()` drops it without waiting. Exactly one
+   * of the two must be called. Absent on synchronous backends.
+   */
+  mark?(): StreamMark;
 
   // --- ops (see ops.ts for the semantics of each) -----------------------------------------------
   linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): Storage;

@@ -2,8 +2,8 @@
 // FLUXSERVE_CUDA_ADDON names and prints one JSON line.
 //   ring:    many small uploads through the pinned staging ring (FXS_STAGING_BYTES small: it wraps)
 //            downloaded again, and the host waits they cost
-//   denoise: 3 Euler steps of a small random FLUX dev, the host waits counted after every step,
-//            and the output's bits
+//   denoise: 4 Euler steps of a small random FLUX dev, the host waits counted after every step,
+//            the waits for step marks (the loop's bounded run-ahead), and the output's bits
 
 import { cudaAttentionKernel, cudaMemStats, loadCudaBackend } from '../../src/tensor/cuda/index.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
@@ -61,13 +61,15 @@ if (mode === 'ring') {
   be.synchronize();
   const perStep: number[] = [];
   const start = waits();
+  const marks0 = cudaMemStats()!.markWaits;
   const out = await denoise(
     model,
-    { img, img_ids, txt, txt_ids, vec, timesteps: getSchedule(3, Li, { shift: true }), guidance: 3.5 },
+    { img, img_ids, txt, txt_ids, vec, timesteps: getSchedule(4, Li, { shift: true }), guidance: 3.5 },
     { onStep: () => perStep.push(waits() - start) },
   );
+  const markWaits = cudaMemStats()!.markWaits - marks0;
   const bits = Buffer.from(out.toRaw().buffer).toString('base64');
-  console.log(JSON.stringify({ perStep, bits }));
+  console.log(JSON.stringify({ perStep, markWaits, bits }));
   for (const t of [out, img, txt, vec]) t.dispose();
   model.dispose();
 } else {

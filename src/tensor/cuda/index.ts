@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-import type { Activation, AttentionArgs, AttnPrepSegment, Backend, BinaryOp, Conv2dArgs, LinearArgs, OutSpec, Storage } from '../backend.js';
+import type { Activation, AttentionArgs, AttnPrepSegment, Backend, BinaryOp, Conv2dArgs, LinearArgs, OutSpec, Storage, StreamMark } from '../backend.js';
 import { type DType, type RawArray, allocRaw, dtypeSize } from '../dtype.js';
 import { OpError } from '../ops.js';
 import { type Shape, type Tensor, numel } from '../tensor.js';
@@ -27,6 +27,8 @@ interface Addon {
   emptyCache(): void;
   synchronize(): void;
   attentionKernel(): string;
+  mark(): bigint;
+  markWait(mark: bigint, release?: number): void;
   memStats(): CudaMemStats;
   resetPeak(): void;
   upload(p: bigint, byteOffset: number, src: RawArray): void;
@@ -209,6 +211,16 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
       freeAll(asCuda(storage));
     },
 
+    mark(): StreamMark {
+      const m = A.mark();
+      let done = false;
+      const finish = (release: number) => {
+        if (done) throw new Error('cuda: a stream mark was waited for or released twice');
+        done = true;
+        A.markWait(m, release);
+      };
+      return { wait: () => finish(0), release: () => finish(1) };
+    },
     synchronize(): void {
       A.synchronize();
     },
@@ -501,6 +513,8 @@ export interface CudaMemStats {
   peakAllocated: number;
   /** Host waits for the stream so far: synchronize, downloads, blocking (large) uploads. */
   hostWaits: number;
+  /** Host waits for a stream mark (the work before it; what was queued after keeps the GPU busy). */
+  markWaits: number;
 }
 
 /** The caching allocator's counters (bytes), when the backend is loaded. */
