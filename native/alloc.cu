@@ -95,6 +95,24 @@ size_t staging_take(size_t bytes, int* err) {
   return begin;
 }
 
+// An event (from the spare pool) recorded on the stream now. Call with g_staging_mu held.
+cudaError_t record_event(cudaEvent_t* out) {
+  cudaEvent_t ev = nullptr;
+  cudaError_t e = cudaSuccess;
+  if (!g_spare_events.empty()) {
+    ev = g_spare_events.back();
+    g_spare_events.pop_back();
+  } else if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess) {
+    return e;
+  }
+  if ((e = cudaEventRecord(ev, g_stream)) != cudaSuccess) {
+    g_spare_events.push_back(ev);
+    return e;
+  }
+  *out = ev;
+  return cudaSuccess;
+}
+
 int staged_upload(void* dst, const void* src, size_t bytes) {
   int err = 0;
   size_t off = staging_take(bytes, &err);
@@ -104,13 +122,7 @@ int staged_upload(void* dst, const void* src, size_t bytes) {
   cudaError_t e = cudaMemcpyAsync(dst, g_staging + off, bytes, cudaMemcpyHostToDevice, g_stream);
   if (e != cudaSuccess) return (int)e;
   cudaEvent_t ev = nullptr;
-  if (!g_spare_events.empty()) {
-    ev = g_spare_events.back();
-    g_spare_events.pop_back();
-  } else if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess) {
-    return (int)e;
-  }
-  if ((e = cudaEventRecord(ev, g_stream)) != cudaSuccess) return (int)e;
+  if ((e = record_event(&ev)) != cudaSuccess) return (int)e;
   g_chunks.push_back({off, off + (bytes + 15) / 16 * 16, ev});
   return 0;
 }
@@ -269,19 +281,9 @@ std::atomic<uint64_t> g_mark_waits{0};
 int fxs_mark(void** out) {
   std::lock_guard<std::mutex> lk(g_staging_mu);
   cudaEvent_t ev = nullptr;
-  cudaError_t e = cudaSuccess;
-  if (!g_spare_events.empty()) {
-    ev = g_spare_events.back();
-    g_spare_events.pop_back();
-  } else if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess) {
-    return (int)e;
-  }
-  if ((e = cudaEventRecord(ev, g_stream)) != cudaSuccess) {
-    g_spare_events.push_back(ev);
-    return (int)e;
-  }
-  *out = (void*)ev;
-  return 0;
+  cudaError_t e = record_event(&ev);
+  if (e == cudaSuccess) *out = (void*)ev;
+  return (int)e;
 }
 
 int fxs_mark_wait(void* mark, int release) {
