@@ -23,10 +23,11 @@ import { RuntimeLoraManager } from '../src/lora/runtime.js';
 import type { LowRankDelta, ParsedLora } from '../src/lora/types.js';
 import type { Flux } from '../src/models/flux/model.js';
 import { GoFast } from '../src/models/fp8.js';
+import { timestepEmbeddingF32 } from '../src/models/flux/math.js';
 import type { FluxModels } from '../src/models/load.js';
 import { imageIds, textIds } from '../src/sampling/latents.js';
 import { txt2img } from '../src/sampling/txt2img.js';
-import type { Backend } from '../src/tensor/backend.js';
+import type { Backend, CapturedGraph } from '../src/tensor/backend.js';
 import { cudaAttentionKernel, cudaDeviceDescription, cudaEmptyCache, cudaMemStats, cudaResetPeak } from '../src/tensor/cuda/index.js';
 import { fromArray } from '../src/tensor/ops.js';
 import { defaultBackend } from '../src/tensor/registry.js';
@@ -77,8 +78,12 @@ function timeIt(be: Backend, n: number, fn: () => void): number[] {
   return out;
 }
 
-/** One transformer forward at `size`² with random inputs in the model dtype. */
-function stepBench(be: Backend, models: FluxModels, size: number): () => void {
+/**
+ * One transformer forward at `size`² with random inputs in the model dtype: `eager` issues its ops
+ * from JS; `graph` (backends with CUDA graphs) replays the same forward captured once, as the
+ * denoising loop does from its second step (src/sampling/denoise.ts StepGraph).
+ */
+function stepBench(be: Backend, models: FluxModels, size: number): { eager: () => void; graph: (() => void) | undefined; dispose(): void } {
   const flux = models.flux;
   const h = size / 8;
   const w = size / 8;
@@ -100,7 +105,27 @@ function stepBench(be: Backend, models: FluxModels, size: number): () => void {
   const tids = textIds(Lt);
   const t = new Float32Array([0.75]);
   const g = flux.params.guidance_embed ? new Float32Array([3.5]) : undefined;
-  return () => flux.forward(img, iids, txt, tids, t, vec, g).dispose();
+  const pe = flux.positionEmbedding(tids, iids, 1, Lt, Li); // once, like denoise
+  const eager = () => flux.forward(img, iids, txt, tids, t, vec, g, { pe }).dispose();
+  const owned = [img, txt, vec, pe];
+  let captured: CapturedGraph | undefined;
+  if (be.captureGraph && process.env['FLUXSERVE_CUDA_GRAPH'] !== '0') {
+    eager(); // lazy set-up outside the capture
+    const embeddings = {
+      t: fromArray(be, [1, 256], timestepEmbeddingF32(t, flux.dtype)),
+      guidance: g ? fromArray(be, [1, 256], timestepEmbeddingF32(g, flux.dtype)) : undefined,
+    };
+    owned.push(embeddings.t, ...(embeddings.guidance ? [embeddings.guidance] : []));
+    captured = be.captureGraph(() => flux.forward(img, iids, txt, tids, t, vec, g, { pe, embeddings }));
+  }
+  return {
+    eager,
+    graph: captured && (() => captured.replay()),
+    dispose: () => {
+      captured?.dispose();
+      for (const x of owned) x.dispose();
+    },
+  };
 }
 
 /**
@@ -216,10 +241,15 @@ async function main(): Promise<void> {
       } else gf.disable();
       for (const size of sizes) {
         if (overBudget()) break;
-        const ms = timeIt(be, runs, stepBench(be, models, size));
-        const m = cudaMemStats();
-        rows.push({ impl: 'fluxserve', mode, variant, what: 'step', size, ms: median(ms), runs, ...(m ? { peakGiB: gib(m.peakAllocated) } : {}) });
-        console.log(`  step ${variant} ${mode} ${size}²: median ${median(ms).toFixed(1)} ms (${ms.map((x) => x.toFixed(1)).join(' ')})`);
+        const sb = stepBench(be, models, size);
+        for (const [label, fn] of [[mode, sb.eager], [`${mode}+graph`, sb.graph]] as const) {
+          if (!fn) continue;
+          const ms = timeIt(be, runs, fn);
+          const m = cudaMemStats();
+          rows.push({ impl: 'fluxserve', mode: label, variant, what: 'step', size, ms: median(ms), runs, ...(m ? { peakGiB: gib(m.peakAllocated) } : {}) });
+          console.log(`  step ${variant} ${label} ${size}²: median ${median(ms).toFixed(1)} ms (${ms.map((x) => x.toFixed(1)).join(' ')})`);
+        }
+        sb.dispose();
       }
     }
     if (doE2e) {

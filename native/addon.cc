@@ -191,6 +191,22 @@ napi_value MarkWait(napi_env env, napi_callback_info info) {
   return a.done(fxs_mark_wait(m, release));
 }
 
+// graphBegin(); graphEnd(abort) -> BigInt (0n when aborted); graphLaunch(g); graphDestroy(g)
+napi_value GraphBegin(napi_env env, napi_callback_info info) { Args a(env, info, "graphBegin"); return a.done(fxs_graph_begin()); }
+napi_value GraphEnd(napi_env env, napi_callback_info info) {
+  Args a(env, info, "graphEnd");
+  int abort = (int)a.i64(0);
+  if (a.bad) return nullptr;
+  void* g = nullptr;
+  int rc = fxs_graph_end(abort, &g);
+  if (rc) return a.done(rc);
+  napi_value r;
+  napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)g, &r);
+  return r;
+}
+napi_value GraphLaunch(napi_env env, napi_callback_info info) { Args a(env, info, "graphLaunch"); void* g = a.ptr(0); return a.done(a.bad ? 0 : fxs_graph_launch(g)); }
+napi_value GraphDestroy(napi_env env, napi_callback_info info) { Args a(env, info, "graphDestroy"); void* g = a.ptr(0); return a.done(a.bad ? 0 : fxs_graph_destroy(g)); }
+
 napi_value Malloc(napi_env env, napi_callback_info info) {
   Args a(env, info, "malloc");
   int64_t bytes = a.i64(0);
@@ -215,6 +231,7 @@ napi_value MemStats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "peakAllocated", num(env, (double)pk));
   napi_set_named_property(env, o, "hostWaits", num(env, (double)fxs_host_waits()));
   napi_set_named_property(env, o, "markWaits", num(env, (double)fxs_mark_waits()));
+  napi_set_named_property(env, o, "graphLaunches", num(env, (double)fxs_graph_launches()));
   return o;
 }
 napi_value ResetPeak(napi_env env, napi_callback_info) { fxs_reset_peak(); napi_value u; napi_get_undefined(env, &u); return u; }
@@ -434,7 +451,7 @@ napi_value Embedding(napi_env env, napi_callback_info info) {
 
 napi_value ModuleInit(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback fn; } fns[] = {
-      {"init", Init}, {"attentionKernel", AttentionKernel}, {"mark", Mark}, {"markWait", MarkWait}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
+      {"init", Init}, {"attentionKernel", AttentionKernel}, {"mark", Mark}, {"markWait", MarkWait}, {"graphBegin", GraphBegin}, {"graphEnd", GraphEnd}, {"graphLaunch", GraphLaunch}, {"graphDestroy", GraphDestroy}, {"malloc", Malloc}, {"free", Free}, {"emptyCache", EmptyCache}, {"synchronize", Synchronize},
       {"memStats", MemStats}, {"resetPeak", ResetPeak}, {"upload", Upload}, {"download", Download},
       {"memset0", Memset0}, {"copyBytes", CopyBytes}, {"gemm", Gemm}, {"linearFp8In", LinearFp8In}, {"absMax", AbsMax}, {"attnPrep", AttnPrep}, {"geluConcat", GeluConcat}, {"attention", Attention},
       {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm}, {"modulatedLayerNorm", ModLayerNorm},
@@ -448,7 +465,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, f.name, v);
   }
   napi_value ver;
-  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits/markWaits, attentionKernel(), mark()/markWait()
+  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits/markWaits/graphLaunches, attentionKernel(), mark()/markWait(), graph*()
   napi_set_named_property(env, exports, "abiVersion", ver);
   return exports;
 }

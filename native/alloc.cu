@@ -24,8 +24,18 @@ namespace {
 std::mutex g_mu;
 std::mutex g_staging_mu;
 cudaStream_t g_stream = nullptr;
-std::map<size_t, std::vector<void*>> g_free;   // class size -> cached blocks
-std::unordered_map<void*, size_t> g_live;      // block -> class size
+using FreeLists = std::map<size_t, std::vector<void*>>;  // class size -> cached blocks
+FreeLists g_free;                                       // the general pool
+struct Live {
+  size_t size;  // class size
+  int pool;     // 0: general; else the graph pool it was taken from
+};
+std::unordered_map<void*, Live> g_live;
+// CUDA graphs (fxs_graph_*): work captured while g_capture_pool != 0 allocates from that graph's
+// own pool, whose blocks no one else gets while the graph lives (its replays write them).
+std::unordered_map<int, FreeLists> g_pools;
+int g_capture_pool = 0, g_next_pool = 1;
+std::atomic<uint64_t> g_graph_launches{0};
 size_t g_allocated = 0, g_reserved = 0, g_peak = 0;
 std::atomic<uint64_t> g_host_waits{0};  // times the host waited for the stream (synchronize, download, blocking upload)
 
@@ -113,6 +123,21 @@ cudaError_t record_event(cudaEvent_t* out) {
   return cudaSuccess;
 }
 
+struct GraphExec {
+  cudaGraphExec_t exec;
+  int pool;
+};
+// The pool's free blocks join the general cache, its live blocks become general ones.
+void pool_release_locked(int pool) {
+  auto it = g_pools.find(pool);
+  if (it == g_pools.end()) return;
+  for (auto& kv : it->second)
+    for (void* p : kv.second) g_free[kv.first].push_back(p);
+  for (auto& kv : g_live)
+    if (kv.second.pool == pool) kv.second.pool = 0;
+  g_pools.erase(it);
+}
+
 int staged_upload(void* dst, const void* src, size_t bytes) {
   int err = 0;
   size_t off = staging_take(bytes, &err);
@@ -191,13 +216,19 @@ void* fxs_stream(void) { return (void*)g_stream; }
 int fxs_malloc(size_t bytes, void** out) {
   std::lock_guard<std::mutex> lk(g_mu);
   size_t c = size_class(bytes);
-  auto it = g_free.find(c);
+  FreeLists& lists = g_capture_pool ? g_pools[g_capture_pool] : g_free;
+  auto it = lists.find(c);
   void* p = nullptr;
-  if (it != g_free.end() && !it->second.empty()) {
+  if (it != lists.end() && !it->second.empty()) {
     p = it->second.back();
     it->second.pop_back();
   } else {
     cudaError_t e = cudaMalloc(&p, c);
+    if (e != cudaSuccess && g_capture_pool) {  // no waiting while capturing: fail, the caller runs eagerly
+      cudaGetLastError();
+      *out = nullptr;
+      return (int)e;
+    }
     if (e != cudaSuccess) {
       cudaGetLastError();  // clear the sticky-free error state of a failed allocation
       stream_wait();
@@ -211,7 +242,7 @@ int fxs_malloc(size_t bytes, void** out) {
     }
     g_reserved += c;
   }
-  g_live[p] = c;
+  g_live[p] = {c, g_capture_pool};
   g_allocated += c;
   if (g_allocated > g_peak) g_peak = g_allocated;
   *out = p;
@@ -223,10 +254,12 @@ int fxs_free(void* p) {
   std::lock_guard<std::mutex> lk(g_mu);
   auto it = g_live.find(p);
   if (it == g_live.end()) return (int)cudaErrorInvalidDevicePointer;
-  size_t c = it->second;
+  const Live l = it->second;
   g_live.erase(it);
-  g_allocated -= c;
-  g_free[c].push_back(p);  // stream-ordered reuse: later work on g_stream runs after earlier uses
+  g_allocated -= l.size;
+  auto pool = l.pool ? g_pools.find(l.pool) : g_pools.end();
+  // stream-ordered reuse: later work on g_stream runs after earlier uses
+  (pool != g_pools.end() ? pool->second : g_free)[l.size].push_back(p);
   return 0;
 }
 
@@ -252,6 +285,7 @@ void fxs_reset_peak(void) {
 // Host transfers come from pageable JS memory. Small uploads go through the pinned staging ring
 // without waiting; the rest (and every download) wait for their copy before returning.
 int fxs_upload(void* dst, const void* src, size_t bytes) {
+  if (g_capture_pool) return (int)cudaErrorStreamCaptureUnsupported;  // a graph would replay the host copy's source
   if (bytes == 0) return 0;
   std::lock_guard<std::mutex> lk(g_staging_mu);
   if (bytes <= staging_size() / 4) {
@@ -264,6 +298,7 @@ int fxs_upload(void* dst, const void* src, size_t bytes) {
 }
 
 int fxs_download(void* dst, const void* src, size_t bytes) {
+  if (g_capture_pool) return (int)cudaErrorStreamCaptureUnsupported;
   if (bytes == 0) return stream_wait();
   cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream);
   if (e != cudaSuccess) return (int)e;
@@ -279,6 +314,7 @@ uint64_t fxs_host_waits(void) { return g_host_waits; }
 std::atomic<uint64_t> g_mark_waits{0};
 
 int fxs_mark(void** out) {
+  if (g_capture_pool) return (int)cudaErrorStreamCaptureUnsupported;
   std::lock_guard<std::mutex> lk(g_staging_mu);
   cudaEvent_t ev = nullptr;
   cudaError_t e = record_event(&ev);
@@ -310,6 +346,64 @@ int fxs_copy_bytes(void* dst, const void* src, size_t bytes) {
   return (int)cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_stream);
 }
 
-int fxs_synchronize(void) { return stream_wait(); }
+int fxs_synchronize(void) { return g_capture_pool ? (int)cudaErrorStreamCaptureUnsupported : stream_wait(); }
+
+// ---- CUDA graphs ------------------------------------------------------------------------------------
+// A denoising step is ~1000 launches issued from JS; captured once, it is one cudaGraphLaunch per
+// step. Capture mode "relaxed" lets the allocator cudaMalloc while capturing; host transfers and
+// waits are refused while capturing (the graph would replay a stale host source).
+
+int fxs_graph_begin(void) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  if (g_capture_pool) return (int)cudaErrorInvalidValue;
+  const int pool = g_next_pool++;
+  g_pools[pool];
+  cudaError_t e = cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    g_pools.erase(pool);
+    return (int)e;
+  }
+  g_capture_pool = pool;
+  return 0;
+}
+
+int fxs_graph_end(int abort, void** out) {
+  *out = nullptr;
+  std::lock_guard<std::mutex> lk(g_mu);
+  if (!g_capture_pool) return (int)cudaErrorInvalidValue;
+  const int pool = g_capture_pool;
+  g_capture_pool = 0;
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(g_stream, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess && !abort) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (e != cudaSuccess || abort) {
+    cudaGetLastError();
+    pool_release_locked(pool);
+    return abort ? 0 : (int)e;
+  }
+  *out = new GraphExec{exec, pool};
+  return 0;
+}
+
+int fxs_graph_launch(void* graph) {
+  if (!graph || g_capture_pool) return (int)cudaErrorInvalidValue;
+  g_graph_launches++;
+  return (int)cudaGraphLaunch(((GraphExec*)graph)->exec, g_stream);
+}
+
+int fxs_graph_destroy(void* graph) {
+  if (!graph) return 0;
+  GraphExec* g = (GraphExec*)graph;
+  int e = stream_wait();  // no launch of it still pending
+  cudaGraphExecDestroy(g->exec);
+  std::lock_guard<std::mutex> lk(g_mu);
+  pool_release_locked(g->pool);
+  delete g;
+  return e;
+}
+
+uint64_t fxs_graph_launches(void) { return g_graph_launches; }
 
 }  // extern "C"

@@ -45,6 +45,17 @@ int fxs_mark(void** out);
 int fxs_mark_wait(void* mark, int release);
 /** How many times the host has waited for a mark. */
 uint64_t fxs_mark_waits(void);
+/**
+ * CUDA graphs: fxs_graph_begin starts capturing the stream (allocations come from a pool of the
+ * graph's own; host transfers and waits fail with cudaErrorStreamCaptureUnsupported);
+ * fxs_graph_end(0, &g) instantiates what was captured (abort = 1 drops it); fxs_graph_launch
+ * enqueues a replay; fxs_graph_destroy waits for the stream, frees the graph and returns its pool.
+ */
+int fxs_graph_begin(void);
+int fxs_graph_end(int abort, void** out);
+int fxs_graph_launch(void* graph);
+int fxs_graph_destroy(void* graph);
+uint64_t fxs_graph_launches(void);
 
 /**
  * The Hopper (wgmma) attention kernel's state after its self-check against the mma.sync kernel,

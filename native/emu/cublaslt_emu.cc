@@ -4,6 +4,7 @@
 // not in the "TN" layout that Hopper's fp8 kernels require) and computes in fp32 in k order.
 #include <stdlib.h>
 
+#include <memory>
 #include <new>
 
 #include "common.cuh"
@@ -158,12 +159,36 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
   return CUBLAS_STATUS_SUCCESS;
 }
 
+static cublasStatus_t matmul_now(cublasLtMatmulDesc_t d, const void* alpha_p, const void* A, cublasLtMatrixLayout_t la,
+                                 const void* B, cublasLtMatrixLayout_t lb, const void* beta_p, const void* C,
+                                 cublasLtMatrixLayout_t lc, void* D, cublasLtMatrixLayout_t ld);
+
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void* alpha_p, const void* A,
                               cublasLtMatrixLayout_t la, const void* B, cublasLtMatrixLayout_t lb, const void* beta_p,
                               const void* C, cublasLtMatrixLayout_t lc, void* D, cublasLtMatrixLayout_t ld,
                               const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
   cublasStatus_t st = supported(d, la, lb, lc, ld);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
+  // Under stream capture the call is recorded the way cuBLASLt bakes it into the graph: the
+  // descriptors and the host scalars as they are now; device pointers (scales, bias) read at replay.
+  struct Baked {
+    fxs_emu_lt_desc d;
+    fxs_emu_lt_layout la, lb, lc, ld;
+    float alpha, beta;
+  };
+  auto k = std::make_shared<Baked>(Baked{*d, *la, *lb, *lc, *ld, *(const float*)alpha_p, *(const float*)beta_p});
+  if (fxs_emu::record_if_capturing([=]() {
+        return matmul_now(&k->d, &k->alpha, A, &k->la, B, &k->lb, &k->beta, C, &k->lc, D, &k->ld) == CUBLAS_STATUS_SUCCESS
+                   ? cudaSuccess
+                   : cudaErrorLaunchFailure;
+      }))
+    return CUBLAS_STATUS_SUCCESS;
+  return matmul_now(d, alpha_p, A, la, B, lb, beta_p, C, lc, D, ld);
+}
+
+static cublasStatus_t matmul_now(cublasLtMatmulDesc_t d, const void* alpha_p, const void* A, cublasLtMatrixLayout_t la,
+                                 const void* B, cublasLtMatrixLayout_t lb, const void* beta_p, const void* C,
+                                 cublasLtMatrixLayout_t lc, void* D, cublasLtMatrixLayout_t ld) {
   uint64_t m, n, k;
   shapes(d, la, lb, lc, ld, &m, &n, &k);
   int ea = d->epi;

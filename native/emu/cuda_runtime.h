@@ -54,6 +54,7 @@ typedef enum cudaError {
   cudaErrorNoDevice = 100,
   cudaErrorNotSupported = 801,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
 } cudaError_t;
 typedef struct fxs_emu_stream* cudaStream_t;
 typedef struct fxs_emu_event* cudaEvent_t;
@@ -92,6 +93,17 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventQuery(cudaEvent_t e);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
+// Graphs: between Begin and EndCapture, launches, copies and memsets (and emulated cuBLASLt calls)
+// are recorded instead of run; a launch of the instantiated graph runs them in order.
+typedef struct fxs_emu_graph* cudaGraph_t;
+typedef struct fxs_emu_graph* cudaGraphExec_t;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize(void);
@@ -131,6 +143,8 @@ void cp_async_wait(int n);
  * group but the n newest. A kernel that exits with results pending fails.
  */
 float* wgmma_acc(float* d, int n);
+/** While a stream capture is open: records `op` (run at each graph launch) and returns true. */
+bool record_if_capturing(const std::function<cudaError_t()>& op);
 void wgmma_commit();
 void wgmma_wait(int n);
 /** Kernel-side failure: report, stop the launch, make the launch's error sticky. */

@@ -317,7 +317,21 @@ void warp_gather(const uint32_t* mine, int n, uint32_t* all) {
   syncwarp();
 }
 
+// the open stream capture, if any (ops recorded in order)
+std::vector<std::function<cudaError_t()>>* g_capture = nullptr;
+
+bool record_if_capturing(const std::function<cudaError_t()>& op) {
+  if (!g_capture) return false;
+  g_capture->push_back(op);
+  return true;
+}
+
 cudaError_t run_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) {
+  if (g_capture) {
+    std::function<void()> copy = body;
+    g_capture->push_back([=]() { return run_launch(grid, block, smem, copy); });
+    return cudaSuccess;
+  }
   uint64_t nt = (uint64_t)block.x * block.y * block.z;
   if (nt == 0 || nt > kMaxThreads || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 ||
       block.z > 64) {
@@ -434,6 +448,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulator: see stderr)";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     default: return "unknown error";
   }
 }
@@ -470,12 +485,14 @@ cudaError_t cudaFree(void* p) {
   free(raw);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t s) {
+  if (fxs_emu::record_if_capturing([=]() { return cudaMemcpyAsync(dst, src, bytes, k, s); })) return cudaSuccess;
   if (bytes) memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k) { return cudaMemcpyAsync(dst, src, bytes, k, nullptr); }
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s) {
+  if (fxs_emu::record_if_capturing([=]() { return cudaMemsetAsync(dst, value, bytes, s); })) return cudaSuccess;
   if (bytes) memset(dst, value, bytes);
   return cudaSuccess;
 }
@@ -510,6 +527,43 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   *s = (cudaStream_t)&token;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return fxs_emu::g_capture ? cudaErrorStreamCaptureUnsupported : cudaSuccess; }
+
+struct fxs_emu_graph {
+  std::vector<std::function<cudaError_t()>> ops;
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+  if (fxs_emu::g_capture) return cudaErrorInvalidValue;
+  fxs_emu::g_capture = new std::vector<std::function<cudaError_t()>>();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) {
+  if (!fxs_emu::g_capture) return cudaErrorInvalidValue;
+  *g = new fxs_emu_graph{std::move(*fxs_emu::g_capture)};
+  delete fxs_emu::g_capture;
+  fxs_emu::g_capture = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) {
+  if (!g) return cudaErrorInvalidValue;
+  *e = new fxs_emu_graph{g->ops};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
+  if (!e || fxs_emu::g_capture) return cudaErrorInvalidValue;
+  for (auto& op : e->ops) {
+    cudaError_t r = op();
+    if (r != cudaSuccess) return r;
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  delete e;
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 cudaError_t cudaFuncSetAttribute(const void*, int, int) { return cudaSuccess; }

@@ -4,11 +4,12 @@
 // `img + (t_prev - t_curr) * pred`: bf16(dt·pred) then bf16(img + ·) for bf16 models, the same
 // two fp32 roundings for f32 models. Number of model evaluations = timesteps.length − 1.
 
-import { add, affine, cast } from '../tensor/ops.js';
+import { add, affine, cast, fromArray, zeros } from '../tensor/ops.js';
 import { tidy } from '../tensor/scope.js';
-import type { StreamMark } from '../tensor/backend.js';
+import type { CapturedGraph, StreamMark } from '../tensor/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Flux, Ids } from '../models/flux/model.js';
+import { timestepEmbeddingF32 } from '../models/flux/math.js';
 
 export interface DenoiseInputs {
   /** Packed latents [B, L_img, 64] at σ = timesteps[0]. Not disposed by denoise. */
@@ -62,6 +63,72 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
  */
 const LOOKAHEAD_STEPS = 2;
 
+let graphWarned = false;
+
+/**
+ * One denoising step's transformer forward as a CUDA graph (backend.captureGraph), replayed for
+ * every step after the first: the step's ~1000 launches become one. The graph reads fixed input
+ * tensors (latents, timestep and guidance embeddings as f32 host values), refreshed before each
+ * replay; the Euler update stays outside (its dt differs per step). Same kernels in the same order
+ * as the eager forward, so the same bits. Off with FLUXSERVE_CUDA_GRAPH=0; a capture that fails
+ * (an op that needs the host inside the forward) warns once and the loop runs eagerly.
+ */
+class StepGraph {
+  private graph: CapturedGraph | undefined;
+  private statics: { img: Tensor; t: Tensor; guidance: Tensor | undefined } | undefined;
+
+  constructor(
+    private readonly model: Flux,
+    private readonly inp: DenoiseInputs,
+    private readonly guidance: number[] | undefined,
+    private readonly pe: Tensor,
+  ) {}
+
+  capture(img: Tensor): void {
+    const be = this.model.backend;
+    if (!be.captureGraph || !be.copyInto || process.env['FLUXSERVE_CUDA_GRAPH'] === '0') return;
+    const B = img.shape[0]!;
+    const statics = {
+      img: zeros(be, img.shape, img.dtype),
+      t: zeros(be, [B, 256], 'f32'),
+      guidance: this.guidance ? fromArray(be, [B, 256], timestepEmbeddingF32(this.guidance, this.model.dtype)) : undefined,
+    };
+    try {
+      const { inp, pe } = this;
+      const embeddings = { t: statics.t, guidance: statics.guidance };
+      const zero = new Array<number>(B).fill(0); // ignored: the embeddings are given
+      this.graph = be.captureGraph(() =>
+        this.model.forward(statics.img, inp.img_ids, inp.txt, inp.txt_ids, zero, inp.vec, this.guidance && zero, { pe, embeddings }),
+      );
+      this.statics = statics;
+    } catch (e) {
+      for (const t of [statics.img, statics.t, statics.guidance]) t?.dispose();
+      if (!graphWarned) {
+        graphWarned = true;
+        console.warn(`fluxserve: CUDA graph capture of a denoising step failed (${(e as Error).message}); steps run eagerly`);
+      }
+    }
+  }
+
+  /** The prediction for latents `img` at timesteps `t` from a replay (owned by the graph), or undefined. */
+  replay(img: Tensor, t: ArrayLike<number>): Tensor | undefined {
+    const { graph, statics } = this;
+    if (!graph || !statics) return undefined;
+    const be = this.model.backend;
+    be.write(statics.t.storage, 'f32', timestepEmbeddingF32(t, this.model.dtype), 0);
+    if (img !== statics.img) be.copyInto!(statics.img, img);
+    graph.replay();
+    return graph.output;
+  }
+
+  dispose(): void {
+    this.graph?.dispose();
+    for (const t of [this.statics?.img, this.statics?.t, this.statics?.guidance]) t?.dispose();
+    this.graph = undefined;
+    this.statics = undefined;
+  }
+}
+
 /**
  * Runs the sampling loop; returns new latents [B, L_img, 64] in the model's dtype, owned by the
  * caller. Async only so that cancellation and progress can interleave with other work between
@@ -80,6 +147,7 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
   const pe = tidy(() => model.positionEmbedding(inp.txt_ids, inp.img_ids, B, Lt, Li)); // [B|1, L, Dh/2, 2, 2]
   let img = inp.img.dtype === model.dtype ? inp.img : tidy(() => cast(inp.img, model.dtype)); // [B, Li, 64]
   const marks: StreamMark[] = []; // one per queued step, oldest first (asynchronous backends)
+  const graph = new StepGraph(model, inp, guidance, pe);
   try {
     for (let i = 0; i < ts.length - 1; i++) {
       opts.signal?.throwIfAborted();
@@ -87,8 +155,10 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
       const t_prev = ts[i + 1]!;
       const t_vec = new Array<number>(B).fill(t_curr);
       const dt = Math.fround(t_prev - t_curr); // the Python float enters the op as an fp32 scalar
+      // step 0 runs eagerly (lazy set-up happens there); later steps replay its CUDA graph if any
+      if (i === 1) graph.capture(img);
       const next = tidy(() => {
-        const pred = model.forward(img, inp.img_ids, inp.txt, inp.txt_ids, t_vec, inp.vec, guidance, { pe }); // [B, Li, 64]
+        const pred = graph.replay(img, t_vec) ?? model.forward(img, inp.img_ids, inp.txt, inp.txt_ids, t_vec, inp.vec, guidance, { pe }); // [B, Li, 64]
         const stepped = add(img, affine(pred, dt)); // [B, Li, 64]
         return opts.afterStep ? opts.afterStep(stepped, i) : stepped;
       });
@@ -106,6 +176,7 @@ export async function denoise(model: Flux, inp: DenoiseInputs, opts: DenoiseOpti
     throw e;
   } finally {
     for (const m of marks) m.release();
+    graph.dispose();
     pe.dispose();
   }
   return img;

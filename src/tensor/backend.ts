@@ -60,6 +60,12 @@ export interface AttnPrepSegment {
   readonly kScale: Tensor;
 }
 
+export interface CapturedGraph {
+  readonly output: Tensor;
+  replay(): void;
+  dispose(): void;
+}
+
 export interface StreamMark {
   wait(): void;
   release(): void;
@@ -91,6 +97,16 @@ export interface Backend {
    * of the two must be called. Absent on synchronous backends.
    */
   mark?(): StreamMark;
+  /**
+   * Asynchronous backends that can replay recorded work (CUDA graphs): runs `fn` in capture mode
+   * (its ops are recorded, not run; no host transfers or waits may happen inside) and returns the
+   * recording. `replay()` runs it again on the current contents of the tensors it read, writing
+   * the same intermediates and `output` (owned by the graph: valid until the next replay or
+   * `dispose()`). Throws if the work cannot be captured (nothing is left recording then).
+   */
+  captureGraph?(fn: () => Tensor): CapturedGraph;
+  /** Device copy of `src` into the existing `dst` (same dtype and size), in stream order. */
+  copyInto?(dst: Tensor, src: Tensor): void;
 
   // --- ops (see ops.ts for the semantics of each) -----------------------------------------------
   linear(out: OutSpec, x: Tensor, w: Tensor, args: LinearArgs): Storage;

@@ -135,8 +135,8 @@ describe('CUDA kernels on the CPU emulator', () => {
   });
 
   test('the denoising loop never drains the GPU: small uploads go through the pinned staging ring, the run-ahead is bounded', () => {
-    const child = (mode: string, staging?: string) => {
-      const r = run([process.execPath, 'dist/test/native/stream-child.js', mode], { FLUXSERVE_CUDA_ADDON: ADDON, ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}) });
+    const child = (mode: string, staging?: string, extra: Record<string, string> = {}) => {
+      const r = run([process.execPath, 'dist/test/native/stream-child.js', mode], { FLUXSERVE_CUDA_ADDON: ADDON, ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}), ...extra });
       assert.equal(r.status, 0, r.out.slice(-4000));
       return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, unknown>;
     };
@@ -154,6 +154,22 @@ describe('CUDA kernels on the CPU emulator', () => {
     assert.ok((blocking['perStep'] as number[])[3]! >= 4, `without staging each step waits at least once (${JSON.stringify(blocking['perStep'])})`);
     assert.equal(wrapping['bits'], staged['bits']);
     assert.equal(blocking['bits'], staged['bits']);
+    // steps 2-4 replayed step 2's CUDA graph; without graphs (every step eager): the same bits
+    assert.equal(staged['graphLaunches'], 3);
+    const eager = child('denoise', undefined, { FLUXSERVE_CUDA_GRAPH: '0' });
+    assert.equal(eager['graphLaunches'], 0);
+    assert.equal(eager['bits'], staged['bits']);
+  });
+
+  test('a CUDA graph replays on its inputs\' current contents; a capture that needs the host is refused cleanly', () => {
+    const r = run([process.execPath, 'dist/test/native/stream-child.js', 'graph'], { FLUXSERVE_CUDA_ADDON: ADDON });
+    assert.equal(r.status, 0, r.out.slice(-4000));
+    const g = JSON.parse(r.out.trim().split('\n').at(-1)!) as { first: number[]; second: number[]; refused: string; after: number[]; allocated: number };
+    assert.deepEqual(g.first, [3, 6, 9, 12, 15]);
+    assert.deepEqual(g.second, [30, 60, 90, 120, 150], 'the replay read the rewritten input');
+    assert.match(g.refused, /capturing/, 'an upload inside the capture is refused');
+    assert.deepEqual(g.after, [20, 40, 60, 80, 100], 'eager ops work after the refused capture');
+    assert.equal(g.allocated, 0, 'nothing leaked: graph pool, refused upload');
   });
 
   test('the op tests under AddressSanitizer + UBSan (exact-size device buffers)', (t) => {

@@ -3,11 +3,14 @@
 //   ring:    many small uploads through the pinned staging ring (FXS_STAGING_BYTES small: it wraps)
 //            downloaded again, and the host waits they cost
 //   denoise: 4 Euler steps of a small random FLUX dev, the host waits counted after every step,
-//            the waits for step marks (the loop's bounded run-ahead), and the output's bits
+//            the waits for step marks (the loop's bounded run-ahead), CUDA graph replays, and the
+//            output's bits
+//   graph:   a captured graph replayed on changed inputs; a capture refused (an upload inside)
 
 import { cudaAttentionKernel, cudaMemStats, loadCudaBackend } from '../../src/tensor/cuda/index.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
-import { fromArray } from '../../src/tensor/ops.js';
+import { tidy } from '../../src/tensor/scope.js';
+import { add, affine, fromArray } from '../../src/tensor/ops.js';
 import { randomConfigs, RandomSource } from '../../src/debug/random-models.js';
 import { Flux } from '../../src/models/flux/model.js';
 import { denoise } from '../../src/sampling/denoise.js';
@@ -62,16 +65,41 @@ if (mode === 'ring') {
   const perStep: number[] = [];
   const start = waits();
   const marks0 = cudaMemStats()!.markWaits;
+  const graphs0 = cudaMemStats()!.graphLaunches;
   const out = await denoise(
     model,
     { img, img_ids, txt, txt_ids, vec, timesteps: getSchedule(4, Li, { shift: true }), guidance: 3.5 },
     { onStep: () => perStep.push(waits() - start) },
   );
   const markWaits = cudaMemStats()!.markWaits - marks0;
+  const graphLaunches = cudaMemStats()!.graphLaunches - graphs0;
   const bits = Buffer.from(out.toRaw().buffer).toString('base64');
-  console.log(JSON.stringify({ perStep, markWaits, bits }));
+  console.log(JSON.stringify({ perStep, markWaits, graphLaunches, bits }));
   for (const t of [out, img, txt, vec]) t.dispose();
   model.dispose();
+} else if (mode === 'graph') {
+  // a captured graph reads its inputs' contents at replay time; a capture that needs the host fails
+  // cleanly and leaves the backend usable
+  const a = fromArray(be, [5], [1, 2, 3, 4, 5], 'f32');
+  const g = be.captureGraph!(() => tidy(() => add(affine(a, 2), a)));
+  g.replay();
+  const first = Array.from(g.output.toFloat32());
+  be.write(a.storage, 'f32', new Float32Array([10, 20, 30, 40, 50]), 0);
+  g.replay();
+  const second = Array.from(g.output.toFloat32());
+  g.dispose();
+  let refused = '';
+  try {
+    be.captureGraph!(() => fromArray(be, [2], [1, 2], 'f32'));
+  } catch (e) {
+    refused = (e as Error).message;
+  }
+  const sum = add(a, a);
+  const after = Array.from(sum.toFloat32());
+  sum.dispose();
+  a.dispose();
+  be.synchronize();
+  console.log(JSON.stringify({ first, second, refused, after, allocated: cudaMemStats()!.allocated }));
 } else {
   throw new Error(`stream-child: unknown mode ${mode}`);
 }

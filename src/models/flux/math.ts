@@ -32,6 +32,11 @@ export function timestepEmbedding(
   maxPeriod = 10_000,
   timeFactor = 1000,
 ): Tensor {
+  return fromArray(be, [t.length, dim], timestepEmbeddingF32(t, dtype, dim, maxPeriod, timeFactor), dtype); // [B, dim]; f32 values rounded once to dtype
+}
+
+/** timestepEmbedding's fp32 values [B, dim] before the final cast to `dtype` (host only). */
+export function timestepEmbeddingF32(t: ArrayLike<number>, dtype: DType, dim = 256, maxPeriod = 10_000, timeFactor = 1000): Float32Array {
   const B = t.length;
   const tq = roundTo(dtype, t); // torch.full(..., dtype)
   for (let b = 0; b < B; b++) tq[b] = f(timeFactor * tq[b]!); // opmath is fp32 ...
@@ -49,7 +54,7 @@ export function timestepEmbedding(
       emb[b * dim + half + i] = Math.sin(arg);
     }
   }
-  return fromArray(be, [B, dim], emb, dtype); // [B, dim]; f32 values rounded once to dtype
+  return emb;
 }
 
 /**

@@ -25,6 +25,12 @@ export interface FluxForwardOptions {
   taps?: Tap | undefined;
   /** A RoPE table from `positionEmbedding` to reuse across steps (ids are then ignored). */
   pe?: Tensor | undefined;
+  /**
+   * The timestep (and guidance) embeddings as f32 device tensors [B, 256] holding
+   * `timestepEmbeddingF32` values (timesteps/guidance are then ignored): what a captured CUDA
+   * graph reads, so that a step needs no upload inside the recorded work.
+   */
+  embeddings?: { t: Tensor; guidance?: Tensor | undefined } | undefined;
 }
 
 /** Host ids [B, L, n] from a tensor or a [B, L, n] / [L, n] array. */
@@ -133,6 +139,9 @@ export class Flux {
     if (txt.shape[0] !== B || y.shape[0] !== B || timesteps.length !== B) {
       throw new Error(`Flux: batch sizes differ (img ${B}, txt ${txt.shape[0]}, y ${y.shape[0]}, timesteps ${timesteps.length})`);
     }
+    if (opts.embeddings && (opts.embeddings.t.shape[0] !== B || (this.guidance_in && opts.embeddings.guidance?.shape[0] !== B))) {
+      throw new Error(`Flux: embeddings must be f32 [${B}, 256] for t${this.guidance_in ? ' and guidance' : ''}`);
+    }
     if (this.guidance_in && (guidance === undefined || guidance.length !== B)) {
       throw new Error(`Flux: this guidance-distilled model needs guidance [${B}]`);
     }
@@ -144,8 +153,11 @@ export class Flux {
       const x_y = y.dtype === dt ? y : cast(y, dt);
 
       let h_img = this.img_in.forward(x_img); // [B, Li, D]
-      let vec = this.time_in.forward(timestepEmbedding(this.backend, timesteps, dt)); // [B, D]
-      if (this.guidance_in) vec = add(vec, this.guidance_in.forward(timestepEmbedding(this.backend, guidance!, dt))); // [B, D]
+      const emb = opts.embeddings;
+      const embed = (host: ArrayLike<number>, dev: Tensor | undefined) =>
+        dev ? (dev.dtype === dt ? dev : cast(dev, dt)) : timestepEmbedding(this.backend, host, dt); // [B, 256]
+      let vec = this.time_in.forward(embed(timesteps, emb?.t)); // [B, D]
+      if (this.guidance_in) vec = add(vec, this.guidance_in.forward(embed(guidance!, emb?.guidance))); // [B, D]
       vec = add(vec, this.vector_in.forward(x_y)); // [B, D]
       let h_txt = this.txt_in.forward(x_txt); // [B, Lt, D]
       taps?.('img_in', h_img);

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-import type { Activation, AttentionArgs, AttnPrepSegment, Backend, BinaryOp, Conv2dArgs, LinearArgs, OutSpec, Storage, StreamMark } from '../backend.js';
+import type { Activation, AttentionArgs, AttnPrepSegment, Backend, BinaryOp, CapturedGraph, Conv2dArgs, LinearArgs, OutSpec, Storage, StreamMark } from '../backend.js';
 import { type DType, type RawArray, allocRaw, dtypeSize } from '../dtype.js';
 import { OpError } from '../ops.js';
 import { type Shape, type Tensor, numel } from '../tensor.js';
@@ -29,6 +29,10 @@ interface Addon {
   attentionKernel(): string;
   mark(): bigint;
   markWait(mark: bigint, release?: number): void;
+  graphBegin(): void;
+  graphEnd(abort: number): bigint;
+  graphLaunch(g: bigint): void;
+  graphDestroy(g: bigint): void;
   memStats(): CudaMemStats;
   resetPeak(): void;
   upload(p: bigint, byteOffset: number, src: RawArray): void;
@@ -178,7 +182,13 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
     upload(dtype: DType, raw: RawArray): Storage {
       if (raw.BYTES_PER_ELEMENT !== dtypeSize(dtype)) throw new Error(`cuda upload: a ${raw.constructor.name} cannot hold ${dtype} elements`);
       const s = alloc(dtype, raw.length);
-      A.upload(s.ptr, 0, raw);
+      try {
+        A.upload(s.ptr, 0, raw);
+      } catch (e) {
+        A.free(s.ptr); // e.g. refused while a graph is being captured
+        s.freed = true;
+        throw e;
+      }
       return s;
     },
 
@@ -220,6 +230,44 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
         A.markWait(m, release);
       };
       return { wait: () => finish(0), release: () => finish(1) };
+    },
+    captureGraph(fn: () => Tensor): CapturedGraph {
+      A.attentionKernel(); // the wgmma self-check (downloads) must not fall inside the capture
+      A.graphBegin();
+      let output: Tensor;
+      try {
+        output = fn();
+      } catch (e) {
+        A.graphEnd(1);
+        throw e;
+      }
+      let g: bigint;
+      try {
+        g = A.graphEnd(0);
+      } catch (e) {
+        output.dispose();
+        throw e;
+      }
+      let live = true;
+      return {
+        output,
+        replay: () => {
+          if (!live) throw new Error('cuda: replay of a disposed graph');
+          A.graphLaunch(g);
+        },
+        dispose: () => {
+          if (!live) return;
+          live = false;
+          output.dispose();
+          A.graphDestroy(g);
+        },
+      };
+    },
+    copyInto(dst: Tensor, src: Tensor): void {
+      if (dst.dtype !== src.dtype || dst.size !== src.size) {
+        throw new Error(`cuda copyInto: ${src.dtype}[${src.size}] into ${dst.dtype}[${dst.size}]`);
+      }
+      A.copyBytes(ptrOf(dst), ptrOf(src), src.size * dtypeSize(src.dtype));
     },
     synchronize(): void {
       A.synchronize();
@@ -515,6 +563,8 @@ export interface CudaMemStats {
   hostWaits: number;
   /** Host waits for a stream mark (the work before it; what was queued after keeps the GPU busy). */
   markWaits: number;
+  /** CUDA graph replays enqueued (one per denoising step after the first when graphs are on). */
+  graphLaunches: number;
 }
 
 /** The caching allocator's counters (bytes), when the backend is loaded. */
