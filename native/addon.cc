@@ -296,7 +296,7 @@ napi_value GeluConcat(napi_env env, napi_callback_info info) {
   static decltype(&fxs_gelu_concat_f32) T[] = TABLE4(fxs_gelu_concat);
   int d = a.dt(0);
   if (a.bad) return nullptr;
-  auto rc = T[d](a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.i64(8));
+  auto rc = T[d](a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.i64(8), a.ptr(9));
   return a.done(rc);
 }
 napi_value AbsMax(napi_env env, napi_callback_info info) {
@@ -315,7 +315,7 @@ napi_value LinearFp8In(napi_env env, napi_callback_info info) {
   int d = a.dt(0);
   if (a.bad) return nullptr;
   auto rc = T[d](a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), a.i64(6), a.ptr(7), a.dt(8), (float)a.f64(9),
-                 (int)a.i64(10));
+                 (int)a.i64(10), a.ptr(11));
   return a.done(rc);
 }
 napi_value Attention(napi_env env, napi_callback_info info) {
@@ -353,7 +353,8 @@ napi_value ModLayerNorm(napi_env env, napi_callback_info info) {
   Args a(env, info, "modulatedLayerNorm");
   static decltype(&fxs_modulated_layer_norm_f32) T[] = TABLE4(fxs_modulated_layer_norm);
   int d = a.dt(0);
-  auto rc = T[d](a.ptr(1), a.ptr(2), a.dt(3), a.ptr(4), a.dt(5), a.ptr(6), a.i64(7), a.i64(8), a.i64(9), (float)a.f64(10));
+  auto rc = T[d](a.ptr(1), a.ptr(2), a.dt(3), a.ptr(4), a.dt(5), a.ptr(6), a.i64(7), a.i64(8), a.i64(9), (float)a.f64(10),
+                 a.ptr(11));
   return a.done(rc);
 }
 napi_value GatedResidual(napi_env env, napi_callback_info info) {
@@ -465,7 +466,7 @@ napi_value ModuleInit(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, f.name, v);
   }
   napi_value ver;
-  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits/markWaits/graphLaunches, attentionKernel(), mark()/markWait(), graph*()
+  napi_create_uint32(env, 3, &ver);  // 2: linearFp8In; 3: memStats().hostWaits/markWaits/graphLaunches, attentionKernel(), mark()/markWait(), graph*(), amax pointers of modulatedLayerNorm/geluConcat/linearFp8In
   napi_set_named_property(env, exports, "abiVersion", ver);
   return exports;
 }

@@ -142,6 +142,21 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+// Raises *amax (float bits, ordered like unsigned for non-negative values) to the block's max of m
+// (m >= 0, NaN already dropped by fmaxf): go_fast's per-tensor input amax, deterministic because a
+// max is order-free. Every thread of the block must call it, once per kernel.
+__device__ __forceinline__ void block_amax_atomic(float m, unsigned* amax) {
+  __shared__ float sh_amax[32];
+  int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  m = warp_max(m);
+  if (lane == 0) sh_amax[wid] = m;
+  __syncthreads();
+  if (wid == 0) {
+    float t = lane < nw ? sh_amax[lane] : 0.f;
+    t = warp_max(t);
+    if (lane == 0) atomicMax(amax, __float_as_uint(t));
+  }
+}
 // Sum over a block of up to 1024 threads (every thread gets the result). `sh` holds 32 floats.
 __device__ __forceinline__ float block_sum(float v, float* sh) {
   int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;

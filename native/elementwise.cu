@@ -59,14 +59,17 @@ __global__ void affine_kernel(const void* x, void* y, int64_t n, double mul, dou
 // [a | gelu_tanh(h[:, col : col + W])] (ops.ts geluConcat): one pass over the output rows.
 template <int DT>
 __global__ void gelu_concat_kernel(const void* a, const void* h, void* out, int64_t rows, int64_t Da, int64_t C, int64_t col,
-                                   int64_t W) {
+                                   int64_t W, unsigned* amax) {
   const int64_t Do = Da + W;
+  float m = 0.f;
   ROW_LOOP(r, rows) {
     COL_LOOP(c, Do) {
-      if (c < Da) Io<DT>::st(out, r * Do + c, Io<DT>::ld(a, r * Da + c));
-      else Io<DT>::st(out, r * Do + c, act_apply(FXS_ACT_GELU_TANH, Io<DT>::ld(h, r * C + col + (c - Da))));
+      const float v = Io<DT>::rnd(c < Da ? Io<DT>::ld(a, r * Da + c) : act_apply(FXS_ACT_GELU_TANH, Io<DT>::ld(h, r * C + col + (c - Da))));
+      Io<DT>::st(out, r * Do + c, v);
+      m = fmaxf(m, fabsf(v));
     }
   }
+  if (amax) block_amax_atomic(m, amax);  // linear2's fp8 input scale, without re-reading out
 }
 
 template <int DT>
@@ -169,10 +172,10 @@ extern "C" {
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_ELEM)
 #define FXS_DEF_GELU_CONCAT(dt)                                                                     \
   int fxs_gelu_concat_##dt(const void* a, const void* h, void* out, int64_t rows, int64_t Da,        \
-                           int64_t C, int64_t col, int64_t W) {                                     \
+                           int64_t C, int64_t col, int64_t W, void* amax) {                         \
     int64_t n = rows * (Da + W);                                                                    \
     if (n <= 0) return 0;                                                                           \
-    fxs::gelu_concat_kernel<FXS_DT_CODE_##dt><<<fxs::row_grid(rows, Da + W), 256, 0, FXS_STREAM>>>(a, h, out, rows, Da, C, col, W); \
+    fxs::gelu_concat_kernel<FXS_DT_CODE_##dt><<<fxs::row_grid(rows, Da + W), 256, 0, FXS_STREAM>>>(a, h, out, rows, Da, C, col, W, (unsigned*)amax); \
     return FXS_LAUNCHED();                                                                          \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_GELU_CONCAT)

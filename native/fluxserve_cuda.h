@@ -76,9 +76,10 @@ const char* fxs_attention_wgmma_check(void);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_GEMM)
 // y[M,N] = act(w_scale · s_x · e4m3(x / s_x)·w8ᵀ + bias) with s_x = max|x| / 448 computed on the
 // device (ops.ts linear quantizeInput 'f8e4m3'); w8 e4m3 [N,K]. Not for an fp8 x (invalid value).
+// amax: null, or max|x| as float bits already computed by x's producer (ops.ts inputAmax).
 #define FXS_DECL_LINEAR_FP8IN(dt)                                                                   \
   int fxs_linear_fp8in_##dt(const void* x, const void* w8, void* y, int64_t M, int64_t N, int64_t K, \
-                            const void* bias, int bias_dtype, float w_scale, int act);
+                            const void* bias, int bias_dtype, float w_scale, int act, const void* amax);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_LINEAR_FP8IN)
 // *out = max |x[i]| (NaN ignored), read back to the host: waits for the stream.
 #define FXS_DECL_ABSMAX(dt) int fxs_absmax_##dt(const void* x, int64_t n, float* out);
@@ -105,7 +106,7 @@ FXS_FOR_FLOAT_DTYPES(FXS_DECL_ATTN)
                           int act);                                                                 \
   int fxs_modulated_layer_norm_##dt(const void* x, const void* shift, int shift_dtype,              \
                                     const void* scale, int scale_dtype, void* y, int64_t B,         \
-                                    int64_t L, int64_t D, float eps);
+                                    int64_t L, int64_t D, float eps, void* amax);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_NORM)
 
 // --- rope (rope.cu) -------------------------------------------------------------------------------
@@ -133,9 +134,10 @@ FXS_FOR_FLOAT_DTYPES(FXS_DECL_ATTN_PREP)
 
 // --- elementwise (elementwise.cu) -----------------------------------------------------------------
 // gelu_concat: out [rows, Da + W] = [a | gelu_tanh(h[:, col : col + W])] with h [rows, C] (ops.ts geluConcat).
+// amax (here and in modulated_layer_norm): null, or float bits raised to max|out| (ops.ts amaxOut).
 #define FXS_DECL_GELU_CONCAT(dt)                                                                    \
   int fxs_gelu_concat_##dt(const void* a, const void* h, void* out, int64_t rows, int64_t Da,        \
-                           int64_t C, int64_t col, int64_t W);
+                           int64_t C, int64_t col, int64_t W, void* amax);
 FXS_FOR_FLOAT_DTYPES(FXS_DECL_GELU_CONCAT)
 // binary: out dims (collapsed by the caller) with element strides of a and b (0 = broadcast).
 #define FXS_DECL_ELEM(dt)                                                                           \

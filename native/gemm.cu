@@ -59,19 +59,10 @@ __global__ void act_inplace_kernel(void* y, int64_t n, int act) {
 // result is deterministic (unlike float atomics); non-negative floats compare like their bits.
 template <int DT>
 __global__ void amax_kernel(const void* x, int64_t n, unsigned* amax_bits) {
-  __shared__ float sh[32];
   float m = 0.f;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     m = fmaxf(m, fabsf(Io<DT>::ld(x, i)));
-  m = warp_max(m);
-  int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-  if (lane == 0) sh[wid] = m;
-  __syncthreads();
-  if (wid == 0) {
-    float t = lane < nw ? sh[lane] : 0.f;
-    t = warp_max(t);
-    if (lane == 0) atomicMax(amax_bits, __float_as_uint(t));
-  }
+  block_amax_atomic(m, amax_bits);
 }
 template <int DT>
 int absmax_to_host(const void* x, int64_t n, float* out) {
@@ -229,12 +220,13 @@ int activation_after_lt(void* C, int64_t n, int act, bool act_done) {
   return (int)cudaGetLastError();
 }
 
-// linear with an fp8 weight and a dynamically quantised fp8 input (go_fast): amax, quantise into
-// a temporary e4m3 copy of x, then an fp8 GEMM (cuBLASLt, else the tiled kernel) with the input
-// scale read on the device, so nothing waits for the host.
+// linear with an fp8 weight and a dynamically quantised fp8 input (go_fast): amax (unless the
+// producer of x computed it: `amax_in`, float bits), quantise into a temporary e4m3 copy of x,
+// then an fp8 GEMM (cuBLASLt, else the tiled kernel) with the input scale read on the device, so
+// nothing waits for the host.
 template <int DT>
 int gemm_fp8_input(const void* A, const void* B, void* C, int64_t M, int64_t N, int64_t K, const void* bias,
-                   int bias_dt, float alpha, int act) {
+                   int bias_dt, float alpha, int act, const unsigned* amax_in) {
   static float* scratch = nullptr;  // [0] amax bits, [1] scale; stream order makes one copy enough
   if (!scratch && cudaMalloc((void**)&scratch, 256) != cudaSuccess) return (int)cudaErrorMemoryAllocation;
   if (M <= 0 || N <= 0) return 0;
@@ -242,10 +234,12 @@ int gemm_fp8_input(const void* A, const void* B, void* C, int64_t M, int64_t N, 
   void* xq = nullptr;
   int rc = fxs_malloc((size_t)(n > 0 ? n : 1), &xq);
   if (rc) return rc;
-  cudaMemsetAsync(scratch, 0, 4, FXS_STREAM);
   const unsigned g = blocks_capped(n, 256, 1024u);
-  amax_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (unsigned*)scratch);
-  quant_e4m3_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (uint8_t*)xq, (const unsigned*)scratch, scratch + 1);
+  if (!amax_in) {
+    cudaMemsetAsync(scratch, 0, 4, FXS_STREAM);
+    amax_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (unsigned*)scratch);
+  }
+  quant_e4m3_kernel<DT><<<g, 256, 0, FXS_STREAM>>>(A, n, (uint8_t*)xq, amax_in ? amax_in : (const unsigned*)scratch, scratch + 1);
   rc = (int)cudaGetLastError();
   if (rc) { fxs_free(xq); return rc; }
 #ifdef FLUXSERVE_HAVE_CUBLASLT
@@ -298,9 +292,10 @@ extern "C" {
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_GEMM)
 #define FXS_DEF_LINEAR_FP8IN(dt)                                                                    \
   int fxs_linear_fp8in_##dt(const void* x, const void* w8, void* y, int64_t M, int64_t N, int64_t K, \
-                            const void* bias, int bias_dtype, float w_scale, int act) {             \
+                            const void* bias, int bias_dtype, float w_scale, int act, const void* amax) { \
     if (FXS_DT_CODE_##dt == FXS_DT_F8E4M3) return (int)cudaErrorInvalidValue;                      \
-    return fxs::gemm_fp8_input<FXS_DT_CODE_##dt>(x, w8, y, M, N, K, bias, bias_dtype, w_scale, act); \
+    return fxs::gemm_fp8_input<FXS_DT_CODE_##dt>(x, w8, y, M, N, K, bias, bias_dtype, w_scale, act, \
+                                                 (const unsigned*)amax);                             \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_LINEAR_FP8IN)
 #define FXS_DEF_ABSMAX(dt)                                                                          \

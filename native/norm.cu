@@ -61,17 +61,21 @@ __global__ void rms_norm_kernel(const void* x, const void* w, int wdt, void* y, 
 
 template <int DT>
 __global__ void mod_layer_norm_kernel(const void* x, const void* shift, int shdt, const void* scale, int scdt, void* y,
-                                      int64_t L, int64_t D, float eps) {
+                                      int64_t L, int64_t D, float eps, unsigned* amax) {
   __shared__ float sh[32];
   int64_t row = blockIdx.x, b = row / L, off = row * D;
   float mean, rstd;
   row_stats(x, DT, off, D, eps, sh, &mean, &rstd);
+  float m = 0.f;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     float ln = Io<DT>::rnd((Io<DT>::ld(x, off + i) - mean) * rstd);       // LN(x)
     float sc = Io<DT>::rnd(1.f + ldx(scale, scdt, b * D + i));            // 1 + scale
     float v = Io<DT>::rnd(ln * sc);                                        // (1 + scale)·LN(x)
-    Io<DT>::st(y, off + i, v + ldx(shift, shdt, b * D + i));               // … + shift
+    float o = Io<DT>::rnd(v + ldx(shift, shdt, b * D + i));                // … + shift
+    Io<DT>::st(y, off + i, o);
+    m = fmaxf(m, fabsf(o));
   }
+  if (amax) block_amax_atomic(m, amax);  // the next linear's fp8 input scale, without re-reading y
 }
 
 // ---- groupNorm ----------------------------------------------------------------------------------
@@ -186,10 +190,10 @@ extern "C" {
   }                                                                                                  \
   int fxs_modulated_layer_norm_##dt(const void* x, const void* shift, int shift_dtype,               \
                                     const void* scale, int scale_dtype, void* y, int64_t B,          \
-                                    int64_t L, int64_t D, float eps) {                               \
+                                    int64_t L, int64_t D, float eps, void* amax) {                   \
     if (B * L <= 0 || D <= 0) return 0;                                                              \
     fxs::mod_layer_norm_kernel<FXS_DT_CODE_##dt><<<(unsigned)(B * L), fxs::NT, 0, FXS_STREAM>>>(     \
-        x, shift, shift_dtype, scale, scale_dtype, y, L, D, eps);                                    \
+        x, shift, shift_dtype, scale, scale_dtype, y, L, D, eps, (unsigned*)amax);                   \
     return FXS_LAUNCHED();                                                                           \
   }
 FXS_FOR_FLOAT_DTYPES(FXS_DEF_NORM)

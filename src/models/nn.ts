@@ -2,7 +2,7 @@
 // builder for its weights by name and shape (PyTorch layouts and key names: `weight`, `bias`).
 
 import type { Activation } from '../tensor/backend.js';
-import { activation, add, conv2d, groupNorm, linear } from '../tensor/ops.js';
+import { activation, add, conv2d, groupNorm, linear, newAmax } from '../tensor/ops.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Weights } from './weights.js';
@@ -30,19 +30,27 @@ export class Linear {
     this.bias = bias ? w.get('bias', [outDim]) : undefined;
   }
 
-  /** [..., in] -> [..., out], with an optional fused activation (rounded after the GEMM). */
-  forward(x: Tensor, act: Activation = 'none'): Tensor {
-    if (this.adapters.length === 0) return this.product(x, act);
+  /**
+   * [..., in] -> [..., out], with an optional fused activation (rounded after the GEMM).
+   * `inputAmax`: max|x| from x's producer (ops.ts newAmax), used by the fp8 path only.
+   */
+  forward(x: Tensor, act: Activation = 'none', inputAmax?: Tensor): Tensor {
+    if (this.adapters.length === 0) return this.product(x, act, inputAmax);
     return tidy(() => {
-      let y = this.product(x, 'none');
+      let y = this.product(x, 'none', inputAmax);
       for (const a of this.adapters) y = add(y, a.forward(x));
       return act === 'none' ? y : activation(y, act);
     });
   }
 
-  private product(x: Tensor, act: Activation): Tensor {
+  /** An amax accumulator for this layer's input when its fp8 path would use one, else undefined. */
+  inputAmaxSlot(): Tensor | undefined {
+    return this.fp8 && this.weight.backend.fusedAmax ? newAmax(this.weight.backend) : undefined;
+  }
+
+  private product(x: Tensor, act: Activation, inputAmax: Tensor | undefined): Tensor {
     const q = this.fp8;
-    if (q) return linear(x, q.weight, { bias: this.bias, act, weightScale: q.scale, quantizeInput: 'f8e4m3' });
+    if (q) return linear(x, q.weight, { bias: this.bias, act, weightScale: q.scale, quantizeInput: 'f8e4m3', inputAmax });
     return linear(x, this.weight, { bias: this.bias, act });
   }
 }

@@ -33,6 +33,8 @@ export interface LinearArgs {
    * + bias, rounded once to x's dtype (go_fast; deterministic: no data-dependent order).
    */
   quantizeInput?: 'f8e4m3' | undefined;
+  /** With quantizeInput: max|x| as an f32 [1] tensor already computed by x's producer (ops.ts amaxOut). */
+  inputAmax?: Tensor | undefined;
 }
 
 export interface AttentionArgs {
@@ -115,7 +117,8 @@ export interface Backend {
   layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, bias: Tensor | undefined, eps: number): Storage;
   rmsNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, eps: number): Storage;
   groupNorm(out: OutSpec, x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps: number, act: Activation): Storage;
-  modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale: Tensor, eps: number): Storage;
+  /** amaxOut (only when `fusedAmax`): an f32 [1] tensor raised to max|output| in the same pass. */
+  modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale: Tensor, eps: number, amaxOut?: Tensor): Storage;
   gatedResidual(out: OutSpec, x: Tensor, gate: Tensor, y: Tensor): Storage;
   binary(out: OutSpec, op: BinaryOp, a: Tensor, b: Tensor): Storage;
   affine(out: OutSpec, x: Tensor, mul: number, add: number): Storage;
@@ -138,5 +141,10 @@ export interface Backend {
   /** ops.ts attnPrep with one or two segments and Dh <= 256: outs = q, k, v [B, H, ΣL, Dh]. */
   attnPrep?(outs: readonly OutSpec[], segments: readonly AttnPrepSegment[], heads: number, pe: Tensor, eps: number): Storage[];
   /** ops.ts geluConcat: out [B, L, Da + width]. */
-  geluConcat?(out: OutSpec, a: Tensor, h: Tensor, colOffset: number, width: number): Storage;
+  geluConcat?(out: OutSpec, a: Tensor, h: Tensor, colOffset: number, width: number, amaxOut?: Tensor): Storage;
+  /**
+   * True when modulatedLayerNorm and geluConcat fill `amaxOut` themselves (in the pass that writes
+   * the output) and linear uses `inputAmax`; otherwise ops.ts composes both from absMax.
+   */
+  readonly fusedAmax?: boolean;
 }

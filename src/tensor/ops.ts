@@ -98,7 +98,14 @@ export function zeros(be: Backend, shape: Shape, dtype: DType = 'f32'): Tensor {
 export function linear(
   x: Tensor,
   w: Tensor,
-  opts: { bias?: Tensor | undefined; act?: Activation; weightScale?: number; quantizeInput?: 'f8e4m3' | undefined } = {},
+  opts: {
+    bias?: Tensor | undefined;
+    act?: Activation;
+    weightScale?: number;
+    quantizeInput?: 'f8e4m3' | undefined;
+    /** With quantizeInput: max|x| already computed by x's producer (an amaxOut of modulatedLayerNorm / geluConcat). */
+    inputAmax?: Tensor | undefined;
+  } = {},
 ): Tensor {
   const op = 'linear';
   const named = { x, w, bias: opts.bias };
@@ -114,8 +121,18 @@ export function linear(
     if (opts.quantizeInput !== 'f8e4m3') fail(op, `quantizeInput must be 'f8e4m3' (got '${String(opts.quantizeInput)}')`, named);
     if (w.dtype !== 'f8e4m3') fail(op, `quantizeInput 'f8e4m3' needs an fp8 weight (w is ${w.dtype})`, named);
   }
+  if (opts.inputAmax) {
+    if (!opts.quantizeInput) fail(op, 'inputAmax is only for quantizeInput', named);
+    checkAmax(op, opts.inputAmax, be);
+  }
   const out = { shape: [...x.shape.slice(0, -1), N], dtype: x.dtype };
-  const args = { bias: opts.bias, act: opts.act ?? 'none', weightScale: opts.weightScale ?? 1, quantizeInput: opts.quantizeInput };
+  const args = {
+    bias: opts.bias,
+    act: opts.act ?? 'none',
+    weightScale: opts.weightScale ?? 1,
+    quantizeInput: opts.quantizeInput,
+    inputAmax: be.fusedAmax ? opts.inputAmax : undefined,
+  };
   return wrap(be, out, be.linear(out, x, w, args));
 }
 
@@ -246,15 +263,41 @@ function checkModulation(op: string, x: Tensor, named: Record<string, Tensor | u
 /**
  * Fused adaLN: (1 + scale) · LayerNorm(x) + shift, LN without affine, per batch item vectors.
  * x [B, L, D], shift/scale [B, D]. Rounds like the PyTorch chain: LN, 1+scale, product, sum.
+ * `amaxOut` (see newAmax) is raised to max|output| (the next fp8 linear's inputAmax).
  */
-export function modulatedLayerNorm(x: Tensor, shift: Tensor, scale: Tensor, eps = 1e-6): Tensor {
+export function modulatedLayerNorm(x: Tensor, shift: Tensor, scale: Tensor, eps = 1e-6, amaxOut?: Tensor): Tensor {
   const op = 'modulatedLayerNorm';
   const named = { x, shift, scale };
   const be = sameBackend(op, named);
   requireFloat(op, named);
   checkModulation(op, x, named, shift, scale);
+  if (amaxOut) checkAmax(op, amaxOut, be);
   const out = { shape: x.shape, dtype: x.dtype };
-  return wrap(be, out, be.modulatedLayerNorm(out, x, shift, scale, eps));
+  const y = wrap(be, out, be.modulatedLayerNorm(out, x, shift, scale, eps, be.fusedAmax ? amaxOut : undefined));
+  if (amaxOut && !be.fusedAmax) raiseAmax(amaxOut, y);
+  return y;
+}
+
+/**
+ * A running max|·| for go_fast's fp8 inputs: an f32 [1] tensor holding 0, which producers
+ * (modulatedLayerNorm, geluConcat with `amaxOut`) raise to the max |value| they write, in the same
+ * pass on backends with `fusedAmax`. linear(..., { quantizeInput, inputAmax }) then skips its own
+ * pass over x. A max is order-free, so the result is deterministic and equal to absMax(x).
+ */
+export function newAmax(be: Backend): Tensor {
+  return zeros(be, [1], 'f32');
+}
+
+function checkAmax(op: string, amax: Tensor, be: Backend): void {
+  if (amax.backend !== be || amax.dtype !== 'f32' || amax.size !== 1) {
+    throw new OpError(op, `an amax must be an f32 [1] tensor on the ${be.name} backend (newAmax); got ${amax.dtype} [${amax.shape.join(', ')}] on ${amax.backend.name}`);
+  }
+}
+
+/** amax = max(amax, max|y|) composed on the host, for backends without fusedAmax. */
+function raiseAmax(amax: Tensor, y: Tensor): void {
+  const m = Math.max(amax.toFloat32()[0]!, y.size === 0 ? 0 : y.backend.absMax(y));
+  amax.backend.write(amax.storage, 'f32', Float32Array.of(m), 0);
 }
 
 /** x + gate · y with x, y [B, L, D] and gate [B, D] (two roundings: the product, then the sum). */
@@ -618,12 +661,14 @@ export function attnPrepComposed(segments: readonly AttnPrepSegment[], opts: { h
  * concat([a, gelu_tanh(h[..., colOffset : colOffset + width])], -1) for FLUX's single blocks
  * (the input of linear2: attention output first, then the activated MLP half of linear1's output).
  * a [B, L, Da], h [B, L, C] -> [B, L, Da + width]; the GELU is rounded once (the activation op).
+ * `amaxOut` (see newAmax) is raised to max|output| (linear2's inputAmax under go_fast).
  */
-export function geluConcat(a: Tensor, h: Tensor, colOffset: number, width: number): Tensor {
+export function geluConcat(a: Tensor, h: Tensor, colOffset: number, width: number, amaxOut?: Tensor): Tensor {
   const op = 'geluConcat';
   const named = { a, h };
   const be = sameBackend(op, named);
   requireFloat(op, named);
+  if (amaxOut) checkAmax(op, amaxOut, be);
   if (a.rank !== 3 || h.rank !== 3 || a.shape[0] !== h.shape[0] || a.shape[1] !== h.shape[1] || a.dtype !== h.dtype) {
     fail(op, 'a [B, L, Da] and h [B, L, C] must share B, L and dtype', named);
   }
@@ -631,8 +676,10 @@ export function geluConcat(a: Tensor, h: Tensor, colOffset: number, width: numbe
     fail(op, `columns [${colOffset}, ${colOffset + width}) do not fit C=${h.shape[2]}`, named);
   }
   const out = { shape: [a.shape[0]!, a.shape[1]!, a.shape[2]! + width], dtype: a.dtype };
-  if (be.geluConcat) return wrap(be, out, be.geluConcat(out, a, h, colOffset, width));
-  return geluConcatComposed(a, h, colOffset, width);
+  const fused = be.geluConcat && be.fusedAmax;
+  const y = be.geluConcat ? wrap(be, out, be.geluConcat(out, a, h, colOffset, width, fused ? amaxOut : undefined)) : geluConcatComposed(a, h, colOffset, width);
+  if (amaxOut && !fused) raiseAmax(amaxOut, y);
+  return y;
 }
 
 /** geluConcat by its definition (slice -> activation -> concat), whatever the backend has. */

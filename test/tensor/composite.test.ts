@@ -1,11 +1,11 @@
-// Composite ops (ops.ts attnPrep, geluConcat): their result on every backend against a naive float64
+// Composite ops (ops.ts attnPrep, geluConcat, the amax side outputs): their result on every backend against a naive float64
 // reference that follows the unfused chain's rounding points, and the backend's fused version (the
 // CUDA kernels) against the composition on the same backend.
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
 import type { DType } from '../../src/tensor/dtype.js';
-import { attnPrep, attnPrepComposed, fromArray, geluConcat, geluConcatComposed } from '../../src/tensor/ops.js';
+import { attnPrep, attnPrepComposed, cast, fromArray, geluConcat, geluConcatComposed, linear, modulatedLayerNorm, newAmax } from '../../src/tensor/ops.js';
 import { TOL, assertClose, forEachBackend, randomTensor, round1, rounded } from '../helpers/backends.js';
 import { actRef } from './naive.js';
 
@@ -117,6 +117,47 @@ describe('geluConcat', () => {
         assertClose(y.toFloat32(), geluConcatComposed(a.t, h.t, col, W).toFloat32(), dtype === 'f32' ? { rtol: 1e-5, atol: 1e-6 } : TOL.bf16, 'fused vs composed');
       }
       assert.throws(() => geluConcat(randomTensor(be, [1, 2, 3], 1).t, randomTensor(be, [1, 2, 4], 2).t, 2, 3), /columns \[2, 5\) do not fit C=4/);
+    });
+  }
+});
+
+// go_fast's amax side outputs (ops.ts newAmax): the producer raises an f32 [1] to max|its output| in
+// the pass that writes it (CUDA) or by composition (CPU); the fp8 linear that reads it gives the
+// same bits as the one that computes the amax itself.
+describe('amax side outputs for fp8 inputs', () => {
+  for (const dtype of ['bf16', 'f16'] as const) {
+    forEachBackend(`modulatedLayerNorm and geluConcat raise amaxOut to max|y|; linear with inputAmax is bit-identical, ${dtype}`, (be) => {
+      const maxAbs = (v: Float32Array) => v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+      const [B, L, D] = [2, 37, 96];
+      const x = randomTensor(be, [B, L, D], 11, { dtype, scale: 3 }).t;
+      const shift = randomTensor(be, [B, D], 12, { dtype }).t;
+      const scale = randomTensor(be, [B, D], 13, { dtype }).t;
+      const amax = newAmax(be);
+      const y = modulatedLayerNorm(x, shift, scale, 1e-6, amax);
+      const yPlain = modulatedLayerNorm(x, shift, scale, 1e-6);
+      assert.deepEqual(y.toRaw(), yPlain.toRaw(), 'the amax output does not change y');
+      assert.equal(amax.toFloat32()[0], maxAbs(y.toFloat32()), 'amax = max|y| exactly');
+
+      // the fp8 linear after it: inputAmax or its own pass, same bits
+      const w = cast(randomTensor(be, [24, D], 14, { dtype: 'f32', scale: 0.2 }).t, 'f8e4m3');
+      const bias = randomTensor(be, [24], 15, { dtype }).t;
+      const own = linear(y, w, { bias, weightScale: 0.5, quantizeInput: 'f8e4m3' });
+      const given = linear(y, w, { bias, weightScale: 0.5, quantizeInput: 'f8e4m3', inputAmax: amax });
+      assert.deepEqual(given.toRaw(), own.toRaw());
+
+      // geluConcat; an amax already above the data stays where it is (a running max)
+      const a = randomTensor(be, [B, L, 16], 16, { dtype, scale: 0.5 }).t;
+      const h = randomTensor(be, [B, L, 40], 17, { dtype, scale: 4 }).t;
+      const g = newAmax(be);
+      const gy = geluConcat(a, h, 8, 24, g);
+      assert.deepEqual(gy.toRaw(), geluConcat(a, h, 8, 24).toRaw());
+      assert.equal(g.toFloat32()[0], maxAbs(gy.toFloat32()));
+      const high = fromArray(be, [1], [1e6]);
+      geluConcat(a, h, 8, 24, high).dispose();
+      assert.equal(high.toFloat32()[0], 1e6);
+
+      assert.throws(() => modulatedLayerNorm(x, shift, scale, 1e-6, fromArray(be, [2], [0, 0])), /amax must be an f32 \[1\] tensor/);
+      assert.throws(() => linear(y, w, { inputAmax: amax }), /inputAmax is only for quantizeInput/);
     });
   }
 });

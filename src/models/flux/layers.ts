@@ -130,13 +130,25 @@ export class GeluMlp {
     this[2] = new Linear(w.pp(2), hidden, dim);
   }
 
-  /** [B, L, D] -> [B, L, D] */
-  forward(x: Tensor): Tensor {
-    const h = this[0].forward(x, 'gelu_tanh'); // [B, L, M]
+  /** [B, L, D] -> [B, L, D]; inputAmax: max|x| from x's producer (go_fast, see Linear.forward). */
+  forward(x: Tensor, inputAmax?: Tensor): Tensor {
+    const h = this[0].forward(x, 'gelu_tanh', inputAmax); // [B, L, M]
     const out = this[2].forward(h); // [B, L, D]
     h.dispose();
     return out;
   }
+}
+
+/**
+ * next(modulatedLayerNorm(x, mod.shift, mod.scale)) where `next` is a Linear or a GeluMlp: when its
+ * first linear runs in fp8 (go_fast), the LN pass also computes max|LN output| for it (ops.ts
+ * newAmax), so the linear does not read its input once more for the scale.
+ */
+function modLnInto(next: Linear | GeluMlp, x: Tensor, mod: ModulationOut): Tensor {
+  const first = next instanceof Linear ? next : next[0];
+  const amax = first.inputAmaxSlot();
+  const xm = modulatedLayerNorm(x, mod.shift, mod.scale, LN_EPS, amax); // [B, L, D]
+  return next instanceof Linear ? next.forward(xm, 'none', amax) : next.forward(xm, amax);
 }
 
 /** Modulation vectors of one double block: (mod1, mod2) per stream. */
@@ -175,11 +187,10 @@ export class DoubleStreamBlock {
     const Lt = txt.shape[1]!;
     const Lall = Lt + img.shape[1]!;
 
-    // prepare image and text for attention
-    const img_modulated = modulatedLayerNorm(img, img1.shift, img1.scale, LN_EPS); // [B, Li, D]
-    const img_qkv = this.img_attn.qkv.forward(img_modulated); // [B, Li, 3*H*Dh]
-    const txt_modulated = modulatedLayerNorm(txt, txt1.shift, txt1.scale, LN_EPS); // [B, Lt, D]
-    const txt_qkv = this.txt_attn.qkv.forward(txt_modulated); // [B, Lt, 3*H*Dh]
+    // prepare image and text for attention (go_fast: each LN also yields its output's amax for the
+    // fp8 linear after it, modLnInto)
+    const img_qkv = modLnInto(this.img_attn.qkv, img, img1); // [B, Li, 3*H*Dh]
+    const txt_qkv = modLnInto(this.txt_attn.qkv, txt, txt1); // [B, Lt, 3*H*Dh]
 
     // joint attention, text first: heads split, QK-normed per stream, concatenated, RoPE'd (one op)
     const [q, k, v] = attnPrep(
@@ -195,7 +206,7 @@ export class DoubleStreamBlock {
     const img_attn_out = this.img_attn.proj.forward(img_a); // [B, Li, D]
     tap?.('img_attn', img_attn_out);
     const img_r = gatedResidual(img, img1.gate, img_attn_out); // [B, Li, D]
-    const img_mlp_out = this.img_mlp.forward(modulatedLayerNorm(img_r, img2.shift, img2.scale, LN_EPS)); // [B, Li, D]
+    const img_mlp_out = modLnInto(this.img_mlp, img_r, img2); // [B, Li, D]
     tap?.('img_mlp', img_mlp_out);
     const img_out = gatedResidual(img_r, img2.gate, img_mlp_out); // [B, Li, D]
 
@@ -203,7 +214,7 @@ export class DoubleStreamBlock {
     const txt_attn_out = this.txt_attn.proj.forward(txt_a); // [B, Lt, D]
     tap?.('txt_attn', txt_attn_out);
     const txt_r = gatedResidual(txt, txt1.gate, txt_attn_out); // [B, Lt, D]
-    const txt_mlp_out = this.txt_mlp.forward(modulatedLayerNorm(txt_r, txt2.shift, txt2.scale, LN_EPS)); // [B, Lt, D]
+    const txt_mlp_out = modLnInto(this.txt_mlp, txt_r, txt2); // [B, Lt, D]
     tap?.('txt_mlp', txt_mlp_out);
     const txt_out = gatedResidual(txt_r, txt2.gate, txt_mlp_out); // [B, Lt, D]
     return [img_out, txt_out];
@@ -232,16 +243,16 @@ export class SingleStreamBlock {
   /** x [B, L, D] -> [B, L, D]; mod from modulation.forward(SiLU(vec)). */
   forward(x: Tensor, mod: ModulationOut, pe: Tensor, tap?: Tap): Tensor {
     const D = this.hidden_size;
-    const x_mod = modulatedLayerNorm(x, mod.shift, mod.scale, LN_EPS); // [B, L, D]
-    const h = this.linear1.forward(x_mod); // [B, L, 3*D + M]: qkv ‖ mlp
+    const h = modLnInto(this.linear1, x, mod); // [B, L, 3*D + M]: qkv ‖ mlp
     const [q, k, v] = attnPrep(
       [{ x: h, colOffset: 0, qScale: this.norm.query_norm.scale, kScale: this.norm.key_norm.scale }],
       { heads: this.num_heads, pe, eps: RMS_EPS },
     ); // 3 x [B, H, L, Dh], q and k normed and RoPE'd
     const attn = attention(q, k, v); // [B, L, D]
     tap?.('attn', attn);
-    // linear2's input: cat(attn, GELU_tanh(mlp)), attention first
-    const output = this.linear2.forward(geluConcat(attn, h, 3 * D, this.mlp_hidden_dim)); // [B, L, D]
+    // linear2's input: cat(attn, GELU_tanh(mlp)), attention first (and its amax under go_fast)
+    const amax = this.linear2.inputAmaxSlot();
+    const output = this.linear2.forward(geluConcat(attn, h, 3 * D, this.mlp_hidden_dim, amax), 'none', amax); // [B, L, D]
     h.dispose();
     tap?.('linear2', output);
     return gatedResidual(x, mod.gate, output); // [B, L, D]

@@ -44,9 +44,9 @@ interface Addon {
   absMax(dt: number, x: bigint, n: number): number;
   attnPrep(dt: number, seg0: (bigint | number)[] | null, seg1: (bigint | number)[] | null, pe: bigint, peBatched: number, q: bigint, k: bigint,
     v: bigint, B: number, H: number, Ltot: number, Dh: number, eps: number): void;
-  geluConcat(dt: number, a: bigint, h: bigint, out: bigint, rows: number, Da: number, C: number, col: number, W: number): void;
+  geluConcat(dt: number, a: bigint, h: bigint, out: bigint, rows: number, Da: number, C: number, col: number, W: number, amax: bigint): void;
   linearFp8In(dt: number, x: bigint, w: bigint, y: bigint, M: number, N: number, K: number, bias: bigint, biasDt: number,
-    wScale: number, act: number): void;
+    wScale: number, act: number, amax: bigint): void;
   attention(dt: number, q: bigint, k: bigint, v: bigint, bias: bigint, biasDt: number, biasSB: number, biasSH: number, out: bigint,
     B: number, H: number, Lq: number, Lk: number, D: number, Dv: number, scale: number, causal: number): void;
   layerNorm(dt: number, x: bigint, w: bigint, wDt: number, b: bigint, bDt: number, y: bigint, rows: number, D: number, eps: number): void;
@@ -54,7 +54,7 @@ interface Addon {
   groupNorm(dt: number, x: bigint, w: bigint, wDt: number, b: bigint, bDt: number, y: bigint, B: number, C: number, S: number,
     G: number, eps: number, act: number): void;
   modulatedLayerNorm(dt: number, x: bigint, shift: bigint, shDt: number, scale: bigint, scDt: number, y: bigint, B: number, L: number,
-    D: number, eps: number): void;
+    D: number, eps: number, amax: bigint): void;
   gatedResidual(dt: number, x: bigint, gate: bigint, gDt: number, y: bigint, out: bigint, B: number, L: number, D: number): void;
   binary(dt: number, op: number, a: bigint, b: bigint, bDt: number, out: bigint, dims: number[], sa: number[], sb: number[]): void;
   affine(dt: number, x: bigint, y: bigint, n: number, mul: number, add: number): void;
@@ -283,7 +283,7 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
       const N = w.shape[0]!;
       const y = out1(out);
       if (args.quantizeInput === 'f8e4m3') {
-        A.linearFp8In(DT[x.dtype], ptrOf(x), ptrOf(w), y.ptr, M, N, K, opt(args.bias), optDt(args.bias), args.weightScale, ACT[args.act]);
+        A.linearFp8In(DT[x.dtype], ptrOf(x), ptrOf(w), y.ptr, M, N, K, opt(args.bias), optDt(args.bias), args.weightScale, ACT[args.act], opt(args.inputAmax));
         return y;
       }
       A.gemm(DT[x.dtype], ptrOf(x), ptrOf(w), DT[w.dtype], y.ptr, 1, M, N, K, 1, 0, 0, 0, opt(args.bias), optDt(args.bias), args.weightScale, ACT[args.act]);
@@ -337,10 +337,10 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
       return y;
     },
 
-    modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale: Tensor, eps: number): Storage {
+    modulatedLayerNorm(out: OutSpec, x: Tensor, shift: Tensor, scale: Tensor, eps: number, amaxOut?: Tensor): Storage {
       const [B, L, D] = x.shape as [number, number, number];
       const y = out1(out);
-      A.modulatedLayerNorm(DT[x.dtype], ptrOf(x), ptrOf(shift), DT[shift.dtype], ptrOf(scale), DT[scale.dtype], y.ptr, B, L, D, eps);
+      A.modulatedLayerNorm(DT[x.dtype], ptrOf(x), ptrOf(shift), DT[shift.dtype], ptrOf(scale), DT[scale.dtype], y.ptr, B, L, D, eps, opt(amaxOut));
       return y;
     },
 
@@ -396,10 +396,12 @@ function makeBackend(A: Addon): Backend & { memStats(): ReturnType<Addon['memSta
       return ys;
     },
 
-    geluConcat(out: OutSpec, a: Tensor, h: Tensor, colOffset: number, width: number): Storage {
+    fusedAmax: true,
+
+    geluConcat(out: OutSpec, a: Tensor, h: Tensor, colOffset: number, width: number, amaxOut?: Tensor): Storage {
       const [B, L, Da] = a.shape as [number, number, number];
       const y = out1(out);
-      A.geluConcat(DT[a.dtype], ptrOf(a), ptrOf(h), y.ptr, B * L, Da, h.shape[2]!, colOffset, width);
+      A.geluConcat(DT[a.dtype], ptrOf(a), ptrOf(h), y.ptr, B * L, Da, h.shape[2]!, colOffset, width, opt(amaxOut));
       return y;
     },
 
