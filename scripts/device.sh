@@ -134,7 +134,7 @@ if [ -n "$NODE" ] && [ -d dist/src ]; then
   step load load.log "$NODE" -e "import('./dist/src/tensor/cuda/index.js').then(m=>{const b=m.loadCudaBackend(); console.log(b ? 'loaded: '+m.cudaDeviceDescription()+'; wgmma attention: '+m.cudaAttentionKernel() : 'NOT loaded: '+m.cudaUnavailableReason()); process.exit(b?0:1)})"
   cat "$OUT/load.log" | tee -a "$SUMMARY"
   # 3. op tests (every backend; failures name the backend in brackets)
-  step op-tests op-tests.log env FXS_REQUIRE_CUBLASLT=1 "$NODE" scripts/run-tests.mjs dist/test/tensor/ dist/test/models/textenc-parity dist/test/models/fp8
+  step op-tests op-tests.log env FXS_REQUIRE_CUBLASLT=1 "$NODE" scripts/run-tests.mjs dist/test/tensor/ dist/test/models/textenc-parity dist/test/models/fp8 dist/test/models/vae-autocast
   grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/op-tests.log" | head -40 | tee -a "$SUMMARY"
   # 4. reference check on the GPU
   step reference-check reference-check.log env FLUXSERVE_BACKEND=cuda "$NODE" scripts/gpu-check.mjs reference-check test/fixtures/bfl-tiny-a

@@ -11,7 +11,7 @@ import { add, affine, attention, linear, permute, reshape, slice, upsampleNeares
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type AutoEncoderParams, validateAutoEncoderParams } from './flux/config.js';
-import { Conv2d, GroupNorm } from './nn.js';
+import { Autocast, Conv2d, GroupNorm } from './nn.js';
 import { type LoadOptions, Weights } from './weights.js';
 
 const GROUPS = 32; // nn.GroupNorm(num_groups=32, ...) everywhere in the autoencoder
@@ -38,12 +38,12 @@ export class ResnetBlock {
   }
 
   /** [B, Cin, H, W] -> [B, Cout, H, W] */
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, ac?: Autocast): Tensor {
     return tidy(() => {
-      let h = this.conv1.forward(this.norm1.forward(x, 'silu')); // [B, Cout, H, W]
-      h = this.conv2.forward(this.norm2.forward(h, 'silu')); // [B, Cout, H, W]
-      const s = this.nin_shortcut ? this.nin_shortcut.forward(x) : x; // [B, Cout, H, W]
-      return add(s, h); // [B, Cout, H, W]
+      let h = this.conv1.forward(this.norm1.forward(x, 'silu', ac), ac); // [B, Cout, H, W]
+      h = this.conv2.forward(this.norm2.forward(h, 'silu', ac), ac); // [B, Cout, H, W]
+      const s = this.nin_shortcut ? this.nin_shortcut.forward(x, ac) : x; // [B, Cout, H, W]
+      return add(s, h); // [B, Cout, H, W] (under autocast both are conv outputs in its dtype)
     });
   }
 }
@@ -72,12 +72,15 @@ export class AttnBlock {
   }
 
   /** [B, C, H, W] -> [B, C, H, W] */
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, ac?: Autocast): Tensor {
     const [B, C, H, W] = x.shape as [number, number, number, number];
     return tidy(() => {
-      const h = this.norm.forward(x); // [B, C, H, W]
+      const h = this.norm.forward(x, 'none', ac); // [B, C, H, W]
       const rows = permute(reshape(h, [B, C, H * W]), [0, 2, 1]); // [B, HW, C]
-      const proj = (c: Conv2d, t: Tensor) => linear(t, reshape(c.weight, [C, C]), { bias: c.bias }); // [B, HW, C]
+      const proj = (c: Conv2d, t: Tensor) =>
+        ac
+          ? linear(ac.input(t), reshape(ac.param(c.weight), [C, C]), { bias: ac.param(c.bias) })
+          : linear(t, reshape(c.weight, [C, C]), { bias: c.bias }); // [B, HW, C]
       const q = reshape(proj(this.q, rows), [B, 1, H * W, C]); // "b c h w -> b 1 (h w) c"
       const k = reshape(proj(this.k, rows), [B, 1, H * W, C]);
       const v = reshape(proj(this.v, rows), [B, 1, H * W, C]);
@@ -112,8 +115,8 @@ export class Upsample {
   }
 
   /** [B, C, H, W] -> [B, C, 2H, 2W] */
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.conv.forward(upsampleNearest(x, 2)));
+  forward(x: Tensor, ac?: Autocast): Tensor {
+    return tidy(() => this.conv.forward(upsampleNearest(x, 2), ac));
   }
 }
 
@@ -129,8 +132,8 @@ export class Mid {
     this.block_2 = new ResnetBlock(w.pp('block_2'), ch, ch);
   }
 
-  forward(x: Tensor): Tensor {
-    return chain(x, [(h) => this.block_1.forward(h), (h) => this.attn_1.forward(h), (h) => this.block_2.forward(h)]);
+  forward(x: Tensor, ac?: Autocast): Tensor {
+    return chain(x, [(h) => this.block_1.forward(h, ac), (h) => this.attn_1.forward(h, ac), (h) => this.block_2.forward(h, ac)]);
   }
 }
 
@@ -223,18 +226,31 @@ export class Decoder {
     this.conv_out = new Conv2d(w.pp('conv_out'), blockIn, p.out_ch, 3, 1, 1);
   }
 
-  /** [B, z, h, w] -> [B, 3, h*f, w*f] */
-  forward(z: Tensor): Tensor {
-    const stages: ((h: Tensor) => Tensor)[] = [(h) => this.conv_in.forward(h), (h) => this.mid.forward(h)];
+  /** [B, z, h, w] -> [B, 3, h*f, w*f]; under `ac` the output is in its dtype. */
+  forward(z: Tensor, ac?: Autocast): Tensor {
+    const stages: ((h: Tensor) => Tensor)[] = [(h) => tidy(() => this.conv_in.forward(h, ac)), (h) => this.mid.forward(h, ac)];
     for (let i = this.up.length - 1; i >= 0; i--) {
       const level = this.up[i]!;
-      for (const b of level.block) stages.push((h) => b.forward(h));
+      for (const b of level.block) stages.push((h) => b.forward(h, ac));
       const us = level.upsample;
-      if (us) stages.push((h) => us.forward(h));
+      if (us) stages.push((h) => us.forward(h, ac));
     }
-    stages.push((h) => tidy(() => this.conv_out.forward(this.norm_out.forward(h, 'silu'))));
+    stages.push((h) => tidy(() => this.conv_out.forward(this.norm_out.forward(h, 'silu', ac), ac)));
     return chain(z, stages);
   }
+}
+
+/**
+ * The decode precision predictions use: FLUXSERVE_VAE_AUTOCAST=bf16|off, by default bf16 on the
+ * CUDA backend (what BFL and cog-flux do, and ~10x less time than fp32 convs on a GPU) and off on
+ * the CPU (the fp32 reference; bf16 buys the CPU nothing). docs/behaviour.md.
+ */
+export function vaeAutocast(be: Backend, env: NodeJS.ProcessEnv = process.env): 'bf16' | undefined {
+  const v = env['FLUXSERVE_VAE_AUTOCAST'];
+  if (v === 'bf16') return 'bf16';
+  if (v === 'off' || v === '0') return undefined;
+  if (v !== undefined && v !== '') throw new Error(`FLUXSERVE_VAE_AUTOCAST must be bf16 or off (got '${v}')`);
+  return be.name === 'cuda' ? 'bf16' : undefined;
 }
 
 export class AutoEncoder {
@@ -242,6 +258,8 @@ export class AutoEncoder {
   readonly encoder: Encoder;
   readonly decoder: Decoder;
   private readonly owned: Tensor[];
+  /** The bf16 copies of the decoder's parameters for autocast decodes, made on first use. */
+  private autocast: Autocast | undefined;
 
   /** Builds both networks from `w` (a builder at the autoencoder's prefix); call `w.finish()` after. */
   constructor(params: AutoEncoderParams, w: Weights) {
@@ -279,15 +297,22 @@ export class AutoEncoder {
     });
   }
 
-  /** z [B, z, h, w] in transformer space -> image [B, 3, 8h, 8w] (≈[-1, 1]): decoder(z/scale + shift). */
-  decode(z: Tensor): Tensor {
+  /**
+   * z [B, z, h, w] in transformer space -> image [B, 3, 8h, 8w] (≈[-1, 1]): decoder(z/scale + shift).
+   * `autocast: 'bf16'` decodes like BFL and cog-flux, under torch.autocast(bf16) (flux-spec §8:
+   * convs, linears and attention in bf16 from fp32 weights, GroupNorm in fp32; the output is bf16);
+   * without it everything runs in the weights' dtype (the reference check's fp32).
+   */
+  decode(z: Tensor, opts: { autocast?: 'bf16' | undefined } = {}): Tensor {
     // z / scale as a multiply by the fp32 reciprocal (within an ulp of the division), then + shift.
     const inv = Math.fround(1 / Math.fround(this.params.scale_factor));
     const sh = Math.fround(this.params.shift_factor);
-    return tidy(() => this.decoder.forward(affine(z, inv, sh))); // [B, 3, H, W]
+    const ac = opts.autocast ? (this.autocast ??= new Autocast(opts.autocast)) : undefined;
+    return tidy(() => this.decoder.forward(affine(z, inv, sh), ac)); // [B, 3, H, W]
   }
 
   dispose(): void {
+    this.autocast?.dispose();
     for (const t of this.owned) t.dispose();
   }
 }

@@ -2,8 +2,8 @@
 // builder for its weights by name and shape (PyTorch layouts and key names: `weight`, `bias`).
 
 import type { Activation } from '../tensor/backend.js';
-import { activation, add, conv2d, groupNorm, linear, newAmax } from '../tensor/ops.js';
-import { tidy } from '../tensor/scope.js';
+import { activation, add, cast, conv2d, groupNorm, linear, newAmax } from '../tensor/ops.js';
+import { tidy, untrack } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Weights } from './weights.js';
 
@@ -55,6 +55,39 @@ export class Linear {
   }
 }
 
+/**
+ * torch.autocast(dtype) for a module's forward (the VAE decode under BFL/cog-flux, flux-spec §8):
+ * convolutions and linears run in `dtype` on inputs and fp32 parameters cast to it (the casts of
+ * parameters are cached: the same values every call), GroupNorm runs in fp32; everything else keeps
+ * its input dtype. Owns the cached copies: dispose() frees them.
+ */
+export class Autocast {
+  private readonly params = new Map<Tensor, Tensor>();
+
+  constructor(readonly dtype: 'bf16') {}
+
+  /** A parameter in the autocast dtype (cast once, then cached). */
+  param(p: Tensor): Tensor {
+    if (p.dtype === this.dtype) return p;
+    let c = this.params.get(p);
+    if (!c) {
+      c = untrack(cast(p, this.dtype)); // outlives the tidy() of the call that made it
+      this.params.set(p, c);
+    }
+    return c;
+  }
+
+  /** An activation entering a lower-precision op: cast (a new tensor) unless it already is. */
+  input(x: Tensor): Tensor {
+    return x.dtype === this.dtype ? x : cast(x, this.dtype);
+  }
+
+  dispose(): void {
+    for (const c of this.params.values()) c.dispose();
+    this.params.clear();
+  }
+}
+
 /** nn.Conv2d: weight [O, C, k, k], bias [O]. */
 export class Conv2d {
   readonly weight: Tensor;
@@ -72,8 +105,9 @@ export class Conv2d {
     this.bias = w.get('bias', [outCh]);
   }
 
-  /** [B, C, H, W] -> [B, O, H', W']. */
-  forward(x: Tensor): Tensor {
+  /** [B, C, H, W] -> [B, O, H', W']; under `ac` in its dtype. */
+  forward(x: Tensor, ac?: Autocast): Tensor {
+    if (ac) return conv2d(ac.input(x), ac.param(this.weight), { bias: ac.param(this.bias), stride: this.stride, padding: this.padding });
     return conv2d(x, this.weight, { bias: this.bias, stride: this.stride, padding: this.padding });
   }
 }
@@ -93,8 +127,9 @@ export class GroupNorm {
     this.bias = w.get('bias', [channels]);
   }
 
-  /** [B, C, ...] -> same shape. */
-  forward(x: Tensor, act: 'none' | 'silu' = 'none'): Tensor {
-    return groupNorm(x, { groups: this.groups, weight: this.weight, bias: this.bias, eps: this.eps, act });
+  /** [B, C, ...] -> same shape; under autocast in fp32 (the input cast to it, the output fp32). */
+  forward(x: Tensor, act: 'none' | 'silu' = 'none', ac?: Autocast): Tensor {
+    const xf = ac && x.dtype !== 'f32' ? cast(x, 'f32') : x;
+    return groupNorm(xf, { groups: this.groups, weight: this.weight, bias: this.bias, eps: this.eps, act });
   }
 }

@@ -2,6 +2,7 @@
 // pack -> schedule -> Euler loop -> unpack -> VAE decode (BFL `cli.py` main, flux-spec §2-3).
 // This file coordinates; every stage lives in its own module.
 
+import { vaeAutocast } from '../models/autoencoder.js';
 import type { FluxModels } from '../models/load.js';
 import { fromArray } from '../tensor/ops.js';
 import { Scope, tidy } from '../tensor/scope.js';
@@ -91,7 +92,7 @@ export function decodeLatents(models: FluxModels, latents: Tensor, width: number
   const z = unpack(latents.toFloat32(), B, 16, h, w); // [B, 16, h, w]
   const pixels = tidy(() => {
     const zt = fromArray(models.flux.backend, [B, 16, h, w], z, 'f32'); // the VAE runs on f32 latents (BFL: unpack(x.float()))
-    return models.ae.decode(zt).toFloat32(); // [B, 3, H, W]
+    return models.ae.decode(zt, { autocast: vaeAutocast(models.flux.backend) }).toFloat32(); // [B, 3, H, W]
   });
   const plane = 3 * width * height;
   return Array.from({ length: B }, (_, i) => ({ width, height, chw: pixels.slice(i * plane, (i + 1) * plane) }));

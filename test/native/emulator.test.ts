@@ -59,8 +59,8 @@ describe('CUDA kernels on the CPU emulator', () => {
     assert.match(r.out, /emu-selftest: all ok/);
   });
 
-  test('every op test, T5/CLIP against transformers and the go_fast forward pass on the emulated CUDA backend, cuBLASLt path required', () => {
-    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/', 'dist/test/models/textenc-parity', 'dist/test/models/fp8'], {
+  test('every op test, T5/CLIP against transformers, the go_fast forward pass and the autocast VAE decode on the emulated CUDA backend, cuBLASLt path required', () => {
+    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/', 'dist/test/models/textenc-parity', 'dist/test/models/fp8', 'dist/test/models/vae-autocast'], {
       FLUXSERVE_CUDA_ADDON: ADDON,
       FXS_REQUIRE_CUBLASLT: '1',
       FXS_CONV_BAND_BYTES: '6000', // conv2d's im2col in many bands (the reference check below runs the default)
