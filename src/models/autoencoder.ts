@@ -101,8 +101,8 @@ export class Downsample {
   }
 
   /** [B, C, H, W] -> [B, C, H/2, W/2] */
-  forward(x: Tensor): Tensor {
-    return this.conv.forward(x);
+  forward(x: Tensor, ac?: Autocast): Tensor {
+    return tidy(() => this.conv.forward(x, ac));
   }
 }
 
@@ -183,16 +183,16 @@ export class Encoder {
     this.conv_out = new Conv2d(w.pp('conv_out'), blockIn, 2 * p.z_channels, 3, 1, 1); // mean ‖ logvar
   }
 
-  /** [B, 3, H, W] -> [B, 2*z, H/f, W/f] (f = 2^(levels-1)) */
-  forward(x: Tensor): Tensor {
-    const stages: ((h: Tensor) => Tensor)[] = [(h) => this.conv_in.forward(h)];
+  /** [B, 3, H, W] -> [B, 2*z, H/f, W/f] (f = 2^(levels-1)); under `ac` the output is in its dtype. */
+  forward(x: Tensor, ac?: Autocast): Tensor {
+    const stages: ((h: Tensor) => Tensor)[] = [(h) => tidy(() => this.conv_in.forward(h, ac))];
     for (const level of this.down) {
-      for (const b of level.block) stages.push((h) => b.forward(h));
+      for (const b of level.block) stages.push((h) => b.forward(h, ac));
       const ds = level.downsample;
-      if (ds) stages.push((h) => ds.forward(h));
+      if (ds) stages.push((h) => ds.forward(h, ac));
     }
-    stages.push((h) => this.mid.forward(h));
-    stages.push((h) => tidy(() => this.conv_out.forward(this.norm_out.forward(h, 'silu'))));
+    stages.push((h) => this.mid.forward(h, ac));
+    stages.push((h) => tidy(() => this.conv_out.forward(this.norm_out.forward(h, 'silu', ac), ac)));
     return chain(x, stages);
   }
 }
@@ -241,7 +241,7 @@ export class Decoder {
 }
 
 /**
- * The decode precision predictions use: FLUXSERVE_VAE_AUTOCAST=bf16|off, by default bf16 on the
+ * The VAE precision predictions use (decode, and the image modes' encode): FLUXSERVE_VAE_AUTOCAST=bf16|off, by default bf16 on the
  * CUDA backend (what BFL and cog-flux do, and ~10x less time than fp32 convs on a GPU) and off on
  * the CPU (the fp32 reference; bf16 buys the CPU nothing). docs/behaviour.md.
  */
@@ -258,7 +258,7 @@ export class AutoEncoder {
   readonly encoder: Encoder;
   readonly decoder: Decoder;
   private readonly owned: Tensor[];
-  /** The bf16 copies of the decoder's parameters for autocast decodes, made on first use. */
+  /** The bf16 copies of the parameters for autocast encodes/decodes, made on first use. */
   private autocast: Autocast | undefined;
 
   /** Builds both networks from `w` (a builder at the autoencoder's prefix); call `w.finish()` after. */
@@ -284,14 +284,16 @@ export class AutoEncoder {
 
   /**
    * image [B, 3, H, W] in [-1, 1] -> scale_factor·(mean − shift_factor) [B, z, H/8, W/8]: the
-   * Gaussian's mean, no sampling (BFL AutoEncoder(sample_z=False), flux-spec §4.5).
+   * Gaussian's mean, no sampling (BFL AutoEncoder(sample_z=False), flux-spec §4.5). `autocast:
+   * 'bf16'` as in decode (the image modes' diffusers engine runs its VAE in bf16; the result is bf16).
    */
-  encode(x: Tensor): Tensor {
+  encode(x: Tensor, opts: { autocast?: 'bf16' | undefined } = {}): Tensor {
     const z = this.params.z_channels;
     const s = Math.fround(this.params.scale_factor); // fp32 op scalars
     const sh = Math.fround(this.params.shift_factor);
+    const ac = opts.autocast ? (this.autocast ??= new Autocast(opts.autocast)) : undefined;
     return tidy(() => {
-      const moments = this.encoder.forward(x); // [B, 2z, h, w]
+      const moments = this.encoder.forward(x, ac); // [B, 2z, h, w]
       const mean = slice(moments, 1, 0, z); // [B, z, h, w]
       return affine(affine(mean, 1, -sh), s); // two ops, as BFL: scale * (z - shift)
     });

@@ -21,6 +21,7 @@
 // the noise is torch.randn on the CPU generator seeded with `seed` (the same noise as txt2img with
 // that seed); a prompt_strength that leaves no step returns the VAE round trip instead of failing.
 
+import { vaeAutocast } from '../models/autoencoder.js';
 import type { FluxModels } from '../models/load.js';
 import { roundToDtypeInPlace, type DType } from '../tensor/dtype.js';
 import { add, affine, fromArray, mul } from '../tensor/ops.js';
@@ -79,7 +80,8 @@ export function renoise(x0: Tensor, noise: Tensor, sigma: number): Tensor {
 export function encodeImage(models: FluxModels, chw: Float32Array, width: number, height: number, dtype: DType): Tensor {
   const h = height / 8;
   const w = width / 8;
-  const z = tidy(() => models.ae.encode(fromArray(models.flux.backend, [1, 3, height, width], chw, 'f32')).toFloat32()); // [1, 16, h, w]
+  const be = models.flux.backend;
+  const z = tidy(() => models.ae.encode(fromArray(be, [1, 3, height, width], chw, 'f32'), { autocast: vaeAutocast(be) }).toFloat32()); // [1, 16, h, w]
   return fromArray(models.flux.backend, [1, (h / 2) * (w / 2), 64], pack(z, 1, 16, h, w), dtype);
 }
 

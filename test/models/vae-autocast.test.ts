@@ -1,5 +1,5 @@
 // The VAE decode under autocast bf16 (AutoEncoder.decode({ autocast: 'bf16' }), src/models/nn.ts
-// Autocast): what BFL and cog-flux run (flux-spec §8: convs, linears and attention in bf16 from the
+// Autocast; encode likewise for the image modes): what BFL and cog-flux run (flux-spec §8: convs, linears and attention in bf16 from the
 // fp32 weights, GroupNorm in fp32). On the BFL tiny fixture's real latents: a bf16 image close to the
 // fp32 decode and to the oracle's, but not the fp32 computation; repeatable; and the policy that
 // picks it per backend.
@@ -27,8 +27,8 @@ function fixtureF32(name: string): { values: Float32Array; shape: number[] } {
   }
 }
 
-describe('VAE decode under autocast bf16', () => {
-  forEachBackend('bf16 output near the fp32 decode and the BFL oracle, not equal to the fp32 one; repeatable', (be) => {
+describe('VAE under autocast bf16', () => {
+  forEachBackend('decode and encode: bf16 outputs near the fp32 ones and the BFL oracle, not the fp32 computation; repeatable', (be) => {
     const params = autoEncoderParamsFromBflConfig(JSON.parse(fs.readFileSync(path.join(BFL_TINY_A, 'config.json'), 'utf8')));
     const src = openSafetensors(path.join(BFL_TINY_A, 'weights-ae.safetensors'));
     const ae = AutoEncoder.load(params, src, be);
@@ -51,6 +51,17 @@ describe('VAE decode under autocast bf16', () => {
       assert.ok(errors(vf, oracle).rel < 1e-4, 'the fp32 decode stays the reference one');
       assert.deepEqual(again.toRaw(), bf.toRaw(), 'cached bf16 parameters: the same bits every call');
       for (const t of [z, f32, bf, again]) t.dispose();
+
+      // encode (the image modes): bf16 moments near the fp32 ones and the oracle's
+      const img = fixtureF32('vae.image');
+      const x = fromArray(be, img.shape, img.values, 'f32');
+      const e32 = ae.encode(x);
+      const ebf = ae.encode(x, { autocast: 'bf16' });
+      assert.equal(ebf.dtype, 'bf16');
+      const eo = errors(ebf.toFloat32(), fixtureF32('vae.encoded').values);
+      const ef = errors(ebf.toFloat32(), e32.toFloat32());
+      assert.ok(eo.rel < 3e-2 && ef.rel < 3e-2 && ef.maxAbs > 0, `encode rel err vs oracle ${eo.rel}, vs fp32 ${ef.rel}`);
+      for (const t of [x, e32, ebf]) t.dispose();
     } finally {
       ae.dispose();
       src.close();
