@@ -80,6 +80,10 @@ console.log(`text encode ${((tEncoded - tStart) / 1e3).toFixed(2)} s; denoise ${
   `VAE decode ${((tEnd - stepEnds.at(-1)) / 1e3).toFixed(2)} s; total ${((tEnd - tStart) / 1e3).toFixed(2)} s`);
 console.log(`image [3, ${images[0].height}, ${images[0].width}] finite ${finite}, rms ${Math.sqrt(sum / px.length).toPrecision(4)}`);
 const m = mem('prediction (peak since after load; weights included)');
+if (m) {
+  // the loop's machinery on this device: CUDA graph replays (steps 2..n), the wgmma attention's self-check
+  console.log(`graph replays ${m.graphLaunches}, host waits ${m.hostWaits} (this script synchronises every step to time it), wgmma attention: ${cuda.cudaAttentionKernel()}`);
+}
 console.log(JSON.stringify({ backend: be.name, small, size, steps, params: total, stepS, totalS: (tEnd - tStart) / 1e3, finite, mem: m }));
 models.dispose();
 process.exit(finite ? 0 : 1);
