@@ -136,7 +136,7 @@ describe('CUDA kernels on the CPU emulator', () => {
 
   test('the denoising loop never drains the GPU: small uploads go through the pinned staging ring, the run-ahead is bounded', () => {
     const child = (mode: string, staging?: string, extra: Record<string, string> = {}) => {
-      const r = run([process.execPath, 'dist/test/native/stream-child.js', mode], { FLUXSERVE_CUDA_ADDON: ADDON, ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}), ...extra });
+      const r = run([process.execPath, 'dist/test/native/stream-child.js', ...mode.split(' ')], { FLUXSERVE_CUDA_ADDON: ADDON, ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}), ...extra });
       assert.equal(r.status, 0, r.out.slice(-4000));
       return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, unknown>;
     };
@@ -159,6 +159,12 @@ describe('CUDA kernels on the CPU emulator', () => {
     const eager = child('denoise', undefined, { FLUXSERVE_CUDA_GRAPH: '0' });
     assert.equal(eager['graphLaunches'], 0);
     assert.equal(eager['bits'], staged['bits']);
+    // go_fast (fp8 linears, amax from the producers): replays capture it too, no host waits, same bits
+    const fp8Graph = child('denoise go_fast');
+    const fp8Eager = child('denoise go_fast', undefined, { FLUXSERVE_CUDA_GRAPH: '0' });
+    assert.deepEqual([fp8Graph['perStep'], fp8Graph['graphLaunches'], fp8Eager['graphLaunches']], [[0, 0, 0, 0], 3, 0]);
+    assert.equal(fp8Graph['bits'], fp8Eager['bits']);
+    assert.notEqual(fp8Graph['bits'], staged['bits'], 'go_fast really ran');
   });
 
   test('a CUDA graph replays on its inputs\' current contents; a capture that needs the host is refused cleanly', () => {

@@ -2,7 +2,7 @@
 // FLUXSERVE_CUDA_ADDON names and prints one JSON line.
 //   ring:    many small uploads through the pinned staging ring (FXS_STAGING_BYTES small: it wraps)
 //            downloaded again, and the host waits they cost
-//   denoise: 4 Euler steps of a small random FLUX dev, the host waits counted after every step,
+//   denoise [go_fast]: 4 Euler steps of a small random FLUX dev (go_fast: fp8 linears), the host waits counted after every step,
 //            the waits for step marks (the loop's bounded run-ahead), CUDA graph replays, and the
 //            output's bits
 //   graph:   a captured graph replayed on changed inputs; a capture refused (an upload inside)
@@ -13,6 +13,7 @@ import { tidy } from '../../src/tensor/scope.js';
 import { add, affine, fromArray } from '../../src/tensor/ops.js';
 import { randomConfigs, RandomSource } from '../../src/debug/random-models.js';
 import { Flux } from '../../src/models/flux/model.js';
+import { GoFast } from '../../src/models/fp8.js';
 import { denoise } from '../../src/sampling/denoise.js';
 import { getSchedule } from '../../src/sampling/schedule.js';
 
@@ -53,6 +54,8 @@ if (mode === 'ring') {
 } else if (mode === 'denoise') {
   const cfg = randomConfigs({ variant: 'dev', small: true }).flux;
   const model = Flux.load(cfg, new RandomSource('transformer', 'bf16'), be);
+  const goFast = process.argv[3] === 'go_fast' ? new GoFast(model) : undefined; // fp8 linears, fused amax
+  goFast?.enable();
   const Li = 16;
   const Lt = 8;
   const img = fromArray(be, [1, Li, cfg.in_channels], values(Li * cfg.in_channels, 7), 'bf16');
@@ -76,6 +79,7 @@ if (mode === 'ring') {
   const bits = Buffer.from(out.toRaw().buffer).toString('base64');
   console.log(JSON.stringify({ perStep, markWaits, graphLaunches, bits }));
   for (const t of [out, img, txt, vec]) t.dispose();
+  goFast?.dispose();
   model.dispose();
 } else if (mode === 'graph') {
   // a captured graph reads its inputs' contents at replay time; a capture that needs the host fails
