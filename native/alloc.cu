@@ -34,6 +34,9 @@ std::unordered_map<void*, Live> g_live;
 // CUDA graphs (fxs_graph_*): work captured while g_capture_pool != 0 allocates from that graph's
 // own pool, whose blocks no one else gets while the graph lives (its replays write them).
 std::unordered_map<int, FreeLists> g_pools;
+// General blocks freed while a graph is being captured: the graph may read them at every replay,
+// so nobody gets them (not even the graph's own allocations) until the graph is destroyed.
+std::unordered_map<int, std::vector<std::pair<void*, size_t>>> g_pool_held;
 int g_capture_pool = 0, g_next_pool = 1;
 std::atomic<uint64_t> g_graph_launches{0};
 size_t g_allocated = 0, g_reserved = 0, g_peak = 0;
@@ -90,7 +93,10 @@ size_t staging_take(size_t bytes, int* err) {
   while (!g_chunks.empty()) {
     const StagingChunk& c = g_chunks.front();
     bool overlaps = (c.begin < end && begin < c.end) || (wrap && c.end > g_staging_head);
-    bool finished = cudaEventQuery(c.done) == cudaSuccess;
+    const cudaError_t q = cudaEventQuery(c.done);
+    if (q != cudaSuccess && q != cudaErrorNotReady) { *err = (int)q; return SIZE_MAX; }
+    if (q == cudaErrorNotReady) cudaGetLastError();  // "not ready" is an answer, not an error to keep
+    bool finished = q == cudaSuccess;
     if (!overlaps && !finished) break;
     if (!finished) {
       g_host_waits++;
@@ -100,7 +106,6 @@ size_t staging_take(size_t bytes, int* err) {
     g_spare_events.push_back(c.done);
     g_chunks.pop_front();
   }
-  cudaGetLastError();  // cudaEventQuery's cudaErrorNotReady is not an error here
   g_staging_head = end;
   return begin;
 }
@@ -135,6 +140,8 @@ void pool_release_locked(int pool) {
     for (void* p : kv.second) g_free[kv.first].push_back(p);
   for (auto& kv : g_live)
     if (kv.second.pool == pool) kv.second.pool = 0;
+  for (auto& h : g_pool_held[pool]) g_free[h.second].push_back(h.first);
+  g_pool_held.erase(pool);
   g_pools.erase(it);
 }
 
@@ -258,6 +265,10 @@ int fxs_free(void* p) {
   g_live.erase(it);
   g_allocated -= l.size;
   auto pool = l.pool ? g_pools.find(l.pool) : g_pools.end();
+  if (pool == g_pools.end() && g_capture_pool) {
+    g_pool_held[g_capture_pool].push_back({p, l.size});
+    return 0;
+  }
   // stream-ordered reuse: later work on g_stream runs after earlier uses
   (pool != g_pools.end() ? pool->second : g_free)[l.size].push_back(p);
   return 0;

@@ -170,9 +170,10 @@ describe('CUDA kernels on the CPU emulator', () => {
   test('a CUDA graph replays on its inputs\' current contents; a capture that needs the host is refused cleanly', () => {
     const r = run([process.execPath, 'dist/test/native/stream-child.js', 'graph'], { FLUXSERVE_CUDA_ADDON: ADDON });
     assert.equal(r.status, 0, r.out.slice(-4000));
-    const g = JSON.parse(r.out.trim().split('\n').at(-1)!) as { first: number[]; second: number[]; refused: string; after: number[]; allocated: number };
+    const g = JSON.parse(r.out.trim().split('\n').at(-1)!) as { first: number[]; second: number[]; held: number[]; refused: string; after: number[]; allocated: number };
     assert.deepEqual(g.first, [3, 6, 9, 12, 15]);
     assert.deepEqual(g.second, [30, 60, 90, 120, 150], 'the replay read the rewritten input');
+    assert.deepEqual(g.held, [110, 220, 330, 440, 550], 'a tensor freed while capturing stays the graph\'s until it is destroyed');
     assert.match(g.refused, /capturing/, 'an upload inside the capture is refused');
     assert.deepEqual(g.after, [20, 40, 60, 80, 100], 'eager ops work after the refused capture');
     assert.equal(g.allocated, 0, 'nothing leaked: graph pool, refused upload');
