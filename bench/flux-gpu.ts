@@ -23,11 +23,11 @@ import { RuntimeLoraManager } from '../src/lora/runtime.js';
 import type { LowRankDelta, ParsedLora } from '../src/lora/types.js';
 import type { Flux } from '../src/models/flux/model.js';
 import { GoFast } from '../src/models/fp8.js';
-import { timestepEmbeddingF32 } from '../src/models/flux/math.js';
 import type { FluxModels } from '../src/models/load.js';
+import { StepGraph } from '../src/sampling/denoise.js';
 import { imageIds, textIds } from '../src/sampling/latents.js';
 import { txt2img } from '../src/sampling/txt2img.js';
-import type { Backend, CapturedGraph } from '../src/tensor/backend.js';
+import type { Backend } from '../src/tensor/backend.js';
 import { cudaAttentionKernel, cudaDeviceDescription, cudaEmptyCache, cudaMemStats, cudaResetPeak } from '../src/tensor/cuda/index.js';
 import { fromArray } from '../src/tensor/ops.js';
 import { defaultBackend } from '../src/tensor/registry.js';
@@ -107,23 +107,19 @@ function stepBench(be: Backend, models: FluxModels, size: number): { eager: () =
   const g = flux.params.guidance_embed ? new Float32Array([3.5]) : undefined;
   const pe = flux.positionEmbedding(tids, iids, 1, Lt, Li); // once, like denoise
   const eager = () => flux.forward(img, iids, txt, tids, t, vec, g, { pe }).dispose();
-  const owned = [img, txt, vec, pe];
-  let captured: CapturedGraph | undefined;
-  if (be.captureGraph && process.env['FLUXSERVE_CUDA_GRAPH'] !== '0') {
-    eager(); // lazy set-up outside the capture
-    const embeddings = {
-      t: fromArray(be, [1, 256], timestepEmbeddingF32(t, flux.dtype)),
-      guidance: g ? fromArray(be, [1, 256], timestepEmbeddingF32(g, flux.dtype)) : undefined,
-    };
-    owned.push(embeddings.t, ...(embeddings.guidance ? [embeddings.guidance] : []));
-    captured = be.captureGraph(() => flux.forward(img, iids, txt, tids, t, vec, g, { pe, embeddings }));
+  const graph = new StepGraph(flux, { img_ids: iids, txt, txt_ids: tids, vec }, g, pe);
+  if (be.captureGraph) {
+    eager(); // lazy set-up outside the capture, as denoise's eager first step
+    graph.capture(img);
   }
+  // a replay as the loop does it: the timestep embedding and the latents refreshed, then the graph
+  const replay = () => void graph.replay(img, t);
   return {
     eager,
-    graph: captured && (() => captured.replay()),
+    graph: graph.captured ? replay : undefined,
     dispose: () => {
-      captured?.dispose();
-      for (const x of owned) x.dispose();
+      graph.dispose();
+      for (const x of [img, txt, vec, pe]) x.dispose();
     },
   };
 }

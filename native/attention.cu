@@ -120,6 +120,16 @@ __device__ __forceinline__ void online_softmax_step(float mx[2], float m_r[2], f
   }
 }
 
+// acc *= corr of its row, over NC 8-column chunks (the online softmax's rescale of O).
+template <int NC>
+__device__ __forceinline__ void rescale_rows(float* acc, const float corr[2]) {
+#pragma unroll
+  for (int i = 0; i < NC; i++) {
+    acc[4 * i + 0] *= corr[0]; acc[4 * i + 1] *= corr[0];
+    acc[4 * i + 2] *= corr[1]; acc[4 * i + 3] *= corr[1];
+  }
+}
+
 // P = dtype(exp2(s − mu)) over NC 8-key chunks: added to the row sums (the rounded values, so the
 // weights applied to V are exactly the normalised ones) and packed as mma A fragments of 16 keys.
 template <int DT, int NC>
@@ -264,11 +274,7 @@ __global__ void __launch_bounds__(FA_THREADS, 1) flash_attn_kernel(const uint16_
     online_softmax_step(mx, m_r, l_r, mu, corr);
     uint32_t pa[FA_BN / 16][4];
     softmax_probs<DT, FA_BN / 8>(&s[0][0], mu, l_r, pa);
-#pragma unroll
-    for (int i = 0; i < D / 8; i++) {
-      o[i][0] *= corr[0]; o[i][1] *= corr[0];
-      o[i][2] *= corr[1]; o[i][3] *= corr[1];
-    }
+    rescale_rows<D / 8>(&o[0][0], corr);
 #pragma unroll
     for (int kc = 0; kc < FA_BN / 16; kc++) {
 #pragma unroll
@@ -402,11 +408,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) flash_attn_wgmma_kernel(const u
     online_softmax_step(mx, m_r, l_r, mu, corr);
     uint32_t pa[8][4];
     softmax_probs<DT, 16>(s, mu, l_r, pa);
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-      o[4 * i + 0] *= corr[0]; o[4 * i + 1] *= corr[0];
-      o[4 * i + 2] *= corr[1]; o[4 * i + 3] *= corr[1];
-    }
+    rescale_rows<16>(o, corr);
     wgmma_fence();
 #pragma unroll
     for (int kc = 0; kc < WG_BN / 16; kc++) wgmma_m64n128k16_rs<DT>(o, pa[kc], wgmma_desc(Vs(st) + kc * 256, LBO, SBO));
@@ -458,9 +460,21 @@ int flash_wgmma_run(const void* q, const void* k, const void* v, void* out, int6
   return rc;
 }
 
-template <int DT>
-int flash_mma_run(const void* q, const void* k, const void* v, void* out, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
-                  float scale);
+// The mma.sync flash kernel (D = Dv = 64 or 128, any bias broadcast, optional causal mask): for
+// attention_launch and as the wgmma kernel's self-check reference.
+template <int DT, int D>
+int flash_mma_run(const void* q, const void* k, const void* v, const void* bias, int bdt, int64_t bsb, int64_t bsh, void* out,
+                  int64_t B, int64_t H, int64_t Lq, int64_t Lk, float scale, int causal) {
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(flash_attn_kernel<DT, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fa_smem_bytes<D>());
+  if (attr != cudaSuccess) return (int)attr;
+  dim3 grid((unsigned)((Lq + FA_BM - 1) / FA_BM), (unsigned)H, (unsigned)B);
+  flash_attn_kernel<DT, D><<<grid, FA_THREADS, fa_smem_bytes<D>(), FXS_STREAM>>>(
+      (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, bias, bdt, bsb, bsh, out, H, Lq, Lk, scale * 1.4426950408889634f,
+      causal);
+  return FXS_LAUNCHED();
+}
+
 
 // ---- the wgmma self-check ------------------------------------------------------------------------------
 // -1: not decided yet; 0: off (not sm_90, FXS_ATTN_WGMMA=0, or the check failed); 1: on; 2: on with
@@ -501,7 +515,7 @@ bool probe_one(bool swap, float* worst) {
     probe_fill_kernel<<<64, 256, 0, FXS_STREAM>>>((uint16_t*)k, nk, 2u, f16);
     probe_fill_kernel<<<64, 256, 0, FXS_STREAM>>>((uint16_t*)v, nk, 3u, f16);
     const float scale = 0.0883883476f;  // 1/sqrt(128)
-    ok = !fxs_memset0(got, (size_t)n * 2) && !FXS_LAUNCHED() && !flash_mma_run<DT>(q, k, v, ref, B, H, Lq, Lk, scale) &&
+    ok = !fxs_memset0(got, (size_t)n * 2) && !FXS_LAUNCHED() && !flash_mma_run<DT, 128>(q, k, v, nullptr, 0, 0, 0, ref, B, H, Lq, Lk, scale, 0) &&
          !(swap ? flash_wgmma_run<DT, true>(q, k, v, got, B, H, Lq, Lk, scale)
                 : flash_wgmma_run<DT, false>(q, k, v, got, B, H, Lq, Lk, scale));
   }
@@ -551,18 +565,6 @@ int wgmma_mode() {
 }
 
 template <int DT>
-int flash_mma_run(const void* q, const void* k, const void* v, void* out, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
-                  float scale) {
-  dim3 grid((unsigned)((Lq + FA_BM - 1) / FA_BM), (unsigned)H, (unsigned)B);
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(flash_attn_kernel<DT, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fa_smem_bytes<128>());
-  if (attr != cudaSuccess) return (int)attr;
-  flash_attn_kernel<DT, 128><<<grid, FA_THREADS, fa_smem_bytes<128>(), FXS_STREAM>>>(
-      (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, nullptr, 0, 0, 0, out, H, Lq, Lk, scale * 1.4426950408889634f, 0);
-  return FXS_LAUNCHED();
-}
-
-template <int DT>
 int attention_launch(const void* q, const void* k, const void* v, const void* bias, int bdt, int64_t bsb, int64_t bsh,
                      void* out, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, float scale,
                      int causal) {
@@ -577,19 +579,8 @@ int attention_launch(const void* q, const void* k, const void* v, const void* bi
                                : flash_wgmma_run<DT, false>(q, k, v, out, B, H, Lq, Lk, scale);
     }
     if (!simt && aligned && D == Dv && (D == 64 || D == 128) && Lk > 0) {
-      dim3 grid((unsigned)((Lq + FA_BM - 1) / FA_BM), (unsigned)H, (unsigned)B);
-      const float sl2 = scale * 1.4426950408889634f;
-      if (D == 128) {
-        static const cudaError_t attr = cudaFuncSetAttribute(flash_attn_kernel<DT, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                             (int)fa_smem_bytes<128>());
-        if (attr != cudaSuccess) return (int)attr;
-        flash_attn_kernel<DT, 128><<<grid, FA_THREADS, fa_smem_bytes<128>(), FXS_STREAM>>>(
-            (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, bias, bdt, bsb, bsh, out, H, Lq, Lk, sl2, causal);
-      } else {
-        flash_attn_kernel<DT, 64><<<grid, FA_THREADS, fa_smem_bytes<64>(), FXS_STREAM>>>(
-            (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, bias, bdt, bsb, bsh, out, H, Lq, Lk, sl2, causal);
-      }
-      return FXS_LAUNCHED();
+      return D == 128 ? flash_mma_run<DT, 128>(q, k, v, bias, bdt, bsb, bsh, out, B, H, Lq, Lk, scale, causal)
+                      : flash_mma_run<DT, 64>(q, k, v, bias, bdt, bsb, bsh, out, B, H, Lq, Lk, scale, causal);
     }
   }
   dim3 grid((unsigned)((Lq + AT_ROWS - 1) / AT_ROWS), (unsigned)H, (unsigned)B);

@@ -73,36 +73,36 @@ let graphWarned = false;
  * as the eager forward, so the same bits. Off with FLUXSERVE_CUDA_GRAPH=0; a capture that fails
  * (an op that needs the host inside the forward) warns once and the loop runs eagerly.
  */
-class StepGraph {
+export class StepGraph {
   private graph: CapturedGraph | undefined;
-  private statics: { img: Tensor; t: Tensor; guidance: Tensor | undefined } | undefined;
+  /** The graph's fixed inputs: latents, and the f32 timestep (and guidance) embeddings. */
+  private statics: Tensor[] = [];
 
+  /** `inp`: the step's other inputs (img and timesteps are given per step); `guidance` as for forward. */
   constructor(
     private readonly model: Flux,
-    private readonly inp: DenoiseInputs,
-    private readonly guidance: number[] | undefined,
+    private readonly inp: Pick<DenoiseInputs, 'img_ids' | 'txt' | 'txt_ids' | 'vec'>,
+    private readonly guidance: ArrayLike<number> | undefined,
     private readonly pe: Tensor,
   ) {}
 
+  /** Captures the forward for latents shaped like `img`; after a failure (warned once) replay gives undefined. */
   capture(img: Tensor): void {
     const be = this.model.backend;
     if (!be.captureGraph || !be.copyInto || process.env['FLUXSERVE_CUDA_GRAPH'] === '0') return;
     const B = img.shape[0]!;
-    const statics = {
-      img: zeros(be, img.shape, img.dtype),
-      t: zeros(be, [B, 256], 'f32'),
-      guidance: this.guidance ? fromArray(be, [B, 256], timestepEmbeddingF32(this.guidance, this.model.dtype)) : undefined,
-    };
+    const imgS = zeros(be, img.shape, img.dtype);
+    const t = zeros(be, [B, 256], 'f32');
+    const guidance = this.guidance ? fromArray(be, [B, 256], timestepEmbeddingF32(this.guidance, this.model.dtype)) : undefined;
+    this.statics = guidance ? [imgS, t, guidance] : [imgS, t];
     try {
       const { inp, pe } = this;
-      const embeddings = { t: statics.t, guidance: statics.guidance };
       const zero = new Array<number>(B).fill(0); // ignored: the embeddings are given
       this.graph = be.captureGraph(() =>
-        this.model.forward(statics.img, inp.img_ids, inp.txt, inp.txt_ids, zero, inp.vec, this.guidance && zero, { pe, embeddings }),
+        this.model.forward(imgS, inp.img_ids, inp.txt, inp.txt_ids, zero, inp.vec, this.guidance && zero, { pe, embeddings: { t, guidance } }),
       );
-      this.statics = statics;
     } catch (e) {
-      for (const t of [statics.img, statics.t, statics.guidance]) t?.dispose();
+      this.dispose();
       if (!graphWarned) {
         graphWarned = true;
         console.warn(`fluxserve: CUDA graph capture of a denoising step failed (${(e as Error).message}); steps run eagerly`);
@@ -110,22 +110,28 @@ class StepGraph {
     }
   }
 
+  /** Whether a capture succeeded (replay gives predictions). */
+  get captured(): boolean {
+    return this.graph !== undefined;
+  }
+
   /** The prediction for latents `img` at timesteps `t` from a replay (owned by the graph), or undefined. */
   replay(img: Tensor, t: ArrayLike<number>): Tensor | undefined {
-    const { graph, statics } = this;
-    if (!graph || !statics) return undefined;
+    const { graph } = this;
+    if (!graph) return undefined;
     const be = this.model.backend;
-    be.write(statics.t.storage, 'f32', timestepEmbeddingF32(t, this.model.dtype), 0);
-    if (img !== statics.img) be.copyInto!(statics.img, img);
+    const [imgS, tS] = this.statics as [Tensor, Tensor];
+    be.write(tS.storage, 'f32', timestepEmbeddingF32(t, this.model.dtype), 0);
+    be.copyInto!(imgS, img);
     graph.replay();
     return graph.output;
   }
 
   dispose(): void {
     this.graph?.dispose();
-    for (const t of [this.statics?.img, this.statics?.t, this.statics?.guidance]) t?.dispose();
+    for (const t of this.statics) t.dispose();
     this.graph = undefined;
-    this.statics = undefined;
+    this.statics = [];
   }
 }
 

@@ -296,7 +296,7 @@ function checkAmax(op: string, amax: Tensor, be: Backend): void {
 
 /** amax = max(amax, max|y|) composed on the host, for backends without fusedAmax. */
 function raiseAmax(amax: Tensor, y: Tensor): void {
-  const m = Math.max(amax.toFloat32()[0]!, y.size === 0 ? 0 : y.backend.absMax(y));
+  const m = Math.max(amax.toFloat32()[0]!, absMax(y));
   amax.backend.write(amax.storage, 'f32', Float32Array.of(m), 0);
 }
 

@@ -14,23 +14,13 @@ import { add, affine, fromArray } from '../../src/tensor/ops.js';
 import { randomConfigs, RandomSource } from '../../src/debug/random-models.js';
 import { Flux } from '../../src/models/flux/model.js';
 import { GoFast } from '../../src/models/fp8.js';
+import { randomValues } from '../helpers/backends.js';
 import { denoise } from '../../src/sampling/denoise.js';
 import { getSchedule } from '../../src/sampling/schedule.js';
 
 const be = loadCudaBackend();
 if (!be) throw new Error('stream-child: the CUDA backend did not load (FLUXSERVE_CUDA_ADDON)');
 const waits = () => cudaMemStats()!.hostWaits;
-
-/** Deterministic values (an LCG), so two runs of this child see the same inputs. */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 32 - 0.5;
-  }
-  return out;
-}
 
 const mode = process.argv[2];
 if (mode === 'ring') {
@@ -39,7 +29,7 @@ if (mode === 'ring') {
   const ts: Tensor[] = [];
   for (let i = 0; i < 200; i++) {
     const n = 1 + ((i * 37) % 61); // 1..61 floats: chunks of 16..256 bytes
-    const v = values(n, i + 1);
+    const v = randomValues(n, i + 1);
     sent.push(v);
     ts.push(fromArray(be, [n], v, 'f32'));
   }
@@ -58,9 +48,9 @@ if (mode === 'ring') {
   goFast?.enable();
   const Li = 16;
   const Lt = 8;
-  const img = fromArray(be, [1, Li, cfg.in_channels], values(Li * cfg.in_channels, 7), 'bf16');
-  const txt = fromArray(be, [1, Lt, cfg.context_in_dim], values(Lt * cfg.context_in_dim, 8), 'bf16');
-  const vec = fromArray(be, [1, cfg.vec_in_dim], values(cfg.vec_in_dim, 9), 'bf16');
+  const img = fromArray(be, [1, Li, cfg.in_channels], randomValues(Li * cfg.in_channels, 7), 'bf16');
+  const txt = fromArray(be, [1, Lt, cfg.context_in_dim], randomValues(Lt * cfg.context_in_dim, 8), 'bf16');
+  const vec = fromArray(be, [1, cfg.vec_in_dim], randomValues(cfg.vec_in_dim, 9), 'bf16');
   const img_ids = new Float32Array(Li * 3).map((_, i) => (i % 3 === 0 ? 0 : Math.floor(i / 3) % 4));
   const txt_ids = new Float32Array(Lt * 3);
   cudaAttentionKernel(); // the wgmma kernel's one-time self-check (a host wait) before the loop, not in step 1
