@@ -129,8 +129,9 @@ async function main() {
       const o = path.join(objDir, path.basename(u).replace(/\.cc$/, '.o'));
       objs.push(o);
       // rebuild only what changed (sources and every header they may include)
-      const newest = Math.max(fs.statSync(u).mtimeMs, ...[srcDir, path.join(native, 'emu')].flatMap((d) =>
-        fs.readdirSync(d).filter((f) => /\.(h|cuh)$/.test(f)).map((f) => fs.statSync(path.join(d, f)).mtimeMs)));
+      // (addon.cc includes native/ops.gen.inc, which is not copied)
+      const newest = Math.max(fs.statSync(u).mtimeMs, ...[srcDir, native, path.join(native, 'emu')].flatMap((d) =>
+        fs.readdirSync(d).filter((f) => /\.(h|cuh|inc)$/.test(f)).map((f) => fs.statSync(path.join(d, f)).mtimeMs)));
       if (fs.existsSync(o) && fs.statSync(o).mtimeMs > newest) continue;
       await run(cxx, [...flags, '-c', u, '-o', o]);
     }
