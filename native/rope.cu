@@ -1,5 +1,5 @@
 // rope.cu — FLUX rotary embedding: each adjacent pair (x[2k], x[2k+1]) of a head is multiplied by
-// the fp32 2x2 matrix pe[b, l, k] = [[cos, −sin], [sin, cos]] (BFL apply_rope, flux-spec §1.4).
+// the fp32 2x2 matrix pe[b, l, k] = [[cos, −sin], [sin, cos]] (black-forest-labs/flux src/flux/math.py apply_rope).
 // Algorithm: one thread per pair, grid-stride; the pe table is read as float4 per pair. Math in
 // fp32, one rounding of the output. Why: it is purely memory-bound; one pass, no shared memory.
 #include "common.cuh"

@@ -113,7 +113,8 @@ async function main() {
       if (f.endsWith('.cu')) units.push(dst);
     }
   }
-  units.push(path.join(native, 'addon.cc'), path.join(native, 'emu', 'emu.cc'), path.join(native, 'emu', 'cublaslt_emu.cc'));
+  const emuUnits = ['emu.cc', 'runtime_emu.cc'].map((f) => path.join(native, 'emu', f)); // the emulator (scheduler, runtime API)
+  units.push(path.join(native, 'addon.cc'), ...emuUnits, path.join(native, 'emu', 'cublaslt_emu.cc'));
   const flags = [
     '-std=c++17', asan ? '-O1' : '-O2', '-g', '-fPIC', '-fvisibility=hidden', '-DFLUXSERVE_HAVE_CUBLASLT',
     '-DNODE_GYP_MODULE_NAME=fluxserve_cuda', `-I${path.join(native, 'emu')}`, `-I${srcDir}`, `-I${nodeInc}`,
@@ -129,8 +130,9 @@ async function main() {
       const o = path.join(objDir, path.basename(u).replace(/\.cc$/, '.o'));
       objs.push(o);
       // rebuild only what changed (sources and every header they may include)
-      const newest = Math.max(fs.statSync(u).mtimeMs, ...[srcDir, path.join(native, 'emu')].flatMap((d) =>
-        fs.readdirSync(d).filter((f) => /\.(h|cuh)$/.test(f)).map((f) => fs.statSync(path.join(d, f)).mtimeMs)));
+      // (addon.cc includes native/ops.gen.inc, which is not copied)
+      const newest = Math.max(fs.statSync(u).mtimeMs, ...[srcDir, native, path.join(native, 'emu')].flatMap((d) =>
+        fs.readdirSync(d).filter((f) => /\.(h|cuh|inc)$/.test(f)).map((f) => fs.statSync(path.join(d, f)).mtimeMs)));
       if (fs.existsSync(o) && fs.statSync(o).mtimeMs > newest) continue;
       await run(cxx, [...flags, '-c', u, '-o', o]);
     }
@@ -143,8 +145,8 @@ async function main() {
   const st = path.join(srcDir, 'emu_selftest.cc');
   const stText = rewriteLaunches(fs.readFileSync(path.join(native, 'emu', 'selftest.cu'), 'utf8'));
   if (!fs.existsSync(st) || fs.readFileSync(st, 'utf8') !== stText) fs.writeFileSync(st, stText);
-  const emuObj = objs.find((o) => path.basename(o) === 'emu.o');
-  await run(cxx, [...flags, '-o', path.join(outDir, 'emu-selftest'), st, emuObj, '-lpthread']);
+  const emuObjs = objs.filter((o) => ['emu.o', 'runtime_emu.o'].includes(path.basename(o)));
+  await run(cxx, [...flags, '-o', path.join(outDir, 'emu-selftest'), st, ...emuObjs, '-lpthread']);
   console.log(`build-native-emu: wrote ${path.relative(root, lib)} in ${((Date.now() - t0) / 1000).toFixed(1)} s${asan ? ' (ASan+UBSan)' : ''}`);
 }
 

@@ -94,8 +94,10 @@ echo "build-native: $("$NVCC" --version | tail -1) ; archs: $ARCHS ; node header
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 4)}"
 pids=()
 fail=0
+objs=()  # exactly what this build compiles (a stale object of a removed file must not be linked)
 for f in native/*.cu; do
   o="$OBJ/$(basename "${f%.cu}").o"
+  objs+=("$o")
   "$NVCC" "${NVFLAGS[@]}" -c "$f" -o "$o" &
   pids+=($!)
   if [ ${#pids[@]} -ge "$JOBS" ]; then wait "${pids[0]}" || fail=1; pids=("${pids[@]:1}"); fi
@@ -105,5 +107,5 @@ for p in "${pids[@]}"; do wait "$p" || fail=1; done
 
 "$NVCC" -std=c++17 -O2 -Xcompiler -fPIC -Xcompiler -fvisibility=hidden "${DEFS[@]}" -I"$NODE_INC" -c native/addon.cc -o "$OBJ/addon.o"
 # -cudart static: the addon needs no libcudart.so at run time, only the driver (libcuda.so)
-"$NVCC" -shared -cudart static "${GENCODE[@]}" -o "$OUT/fluxserve_cuda.node" "$OBJ"/*.o "${LINK_LT[@]}" -lpthread -ldl -lrt
+"$NVCC" -shared -cudart static "${GENCODE[@]}" -o "$OUT/fluxserve_cuda.node" "${objs[@]}" "$OBJ/addon.o" "${LINK_LT[@]}" -lpthread -ldl -lrt
 echo "build-native: wrote $OUT/fluxserve_cuda.node ($( [ -n "$LT_INC" ] && echo with || echo without ) cuBLASLt)"

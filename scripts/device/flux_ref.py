@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Our own minimal PyTorch FLUX.1 transformer forward, written from shared/reference/flux-spec.md
-§1 (architecture) and §8 (rounding points). Weights are a dict of BFL-named tensors.
+"""Our own minimal PyTorch FLUX.1 transformer forward, written from black-forest-labs/flux
+src/flux/model.py Flux.forward, src/flux/modules/layers.py and src/flux/math.py (architecture and
+where BFL's modules compute in fp32). Weights are a dict of BFL-named tensors.
 
 --dtype f32 : every weight is cast to f32 and the whole forward runs in f32 (for a bf16 checkpoint
               this is "f32 with bf16 weights").
 --dtype bf16: weights and activations bf16, one rounding per PyTorch op; LN/RMS statistics,
-              RoPE, softmax and the timestep sin/cos in fp32 inside, as §8 lists.
+              RoPE, softmax and the timestep sin/cos in fp32 inside, as BFL's modules do.
 
 Usage:
   flux_ref.py --check-fixture test/fixtures/bfl-tiny-a        # vs the BFL oracle (f32, rel < 1e-5)
@@ -52,7 +53,7 @@ def apply_rope(x, pe):  # x [B, H, L, D]; adjacent pairs (2k, 2k+1) rotated in f
     return out.reshape(x.shape).type_as(x)
 
 
-def rms_norm(x, scale):  # fp32 normalise -> model dtype -> * scale (BFL QK norm, §1.6)
+def rms_norm(x, scale):  # fp32 normalise -> model dtype -> * scale (BFL QK norm: layers.py RMSNorm)
     xf = x.float()
     rrms = torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + 1e-6)
     return (xf * rrms).to(x.dtype) * scale
@@ -116,7 +117,7 @@ def infer_params(W):
 
 
 def forward(W, img, img_ids, txt, txt_ids, timesteps, y, guidance, axes_dim, theta=10000, taps=None):
-    """BFL Flux.forward (§1.2). W already in the compute dtype; ids f32 [B, L, 3]."""
+    """BFL Flux.forward (src/flux/model.py). W already in the compute dtype; ids f32 [B, L, 3]."""
     dt = W['img_in.weight'].dtype
     D, H, depth, single = infer_params(W)
     img, txt, y = img.to(dt), txt.to(dt), y.to(dt)

@@ -68,21 +68,6 @@ export function quickGelu(x: number): number {
   return x / (1 + Math.exp(-1.702 * x));
 }
 
-export function activationFn(act: Activation): (x: number) => number {
-  switch (act) {
-    case 'none':
-      return (x) => x;
-    case 'gelu_tanh':
-      return geluTanh;
-    case 'gelu':
-      return geluErf;
-    case 'silu':
-      return silu;
-    case 'quick_gelu':
-      return quickGelu;
-  }
-}
-
 /** dst[i] = act(src[i]) (dst may be src). */
 export function applyActivation(act: Activation, src: Float32Array, dst: Float32Array): void {
   const n = src.length;

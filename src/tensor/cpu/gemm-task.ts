@@ -15,10 +15,6 @@ export interface GemmTask {
   split: 'rows' | 'cols';
 }
 
-export function gemmUnits(t: GemmTask): number {
-  return t.batch * (t.split === 'rows' ? t.M : t.N);
-}
-
 export function gemmRange(t: GemmTask, u0: number, u1: number): void {
   const per = (t.split === 'rows' ? t.M : t.N) | 0;
   const kernel = t.nn ? gemmNN : gemmNT;
