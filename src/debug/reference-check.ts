@@ -1,5 +1,5 @@
 // The reference check: runs our transformer, autoencoder, noise and sampling loop on a fixture
-// computed by the BFL PyTorch code (shared/fixtures/bfl-tiny-a: config.json, weights-flux /
+// computed by the BFL PyTorch code (test/fixtures/bfl-tiny-a: config.json, weights-flux /
 // weights-ae .safetensors with BFL names, cases.safetensors) and reports, per tensor, the relative
 // error ‖ours − ref‖ / ‖ref‖ against its tolerance. Every case present in the file is run;
 // `tap.*` tensors are compared as the forward produces them, so the first bad block shows first.
@@ -38,12 +38,12 @@ export interface ReferenceCheckOptions {
   log?: ((line: string) => void) | undefined;
 }
 
-/** Tolerances of the issue ("The FLUX model family in TypeScript"), in float32. */
+/** Tolerances in float32, as test/fixtures/bfl-tiny-a/README.md states them ("Expected agreement"). */
 export const TOLERANCES = {
   forward: 1e-5, // one transformer call and its per-block taps
   sample: 1e-4, // the sampling loop's latents and the decoded pixels
   vae: 1e-4,
-  schedule: 1e-6, // the σ table (flux-spec §3.1: equal in fp32)
+  schedule: 1e-6, // the σ table (BFL src/flux/sampling.py get_schedule, in fp32)
   uint8: 1, // pixels: equal or off by one (truncation at a boundary)
 } as const;
 
@@ -217,7 +217,7 @@ function checkForward(model: Flux, cases: Cases, check: Checker): void {
   }
 }
 
-/** BFL get_noise shape: (B, 16, 2·ceil(H/16), 2·ceil(W/16)) (flux-spec §2). */
+/** BFL get_noise shape: (B, 16, 2·ceil(H/16), 2·ceil(W/16)) (src/flux/sampling.py get_noise). */
 function noiseShape(cfg: Config): number[] {
   return [cfg.batch, 16, 2 * Math.ceil(cfg.height / 16), 2 * Math.ceil(cfg.width / 16)];
 }

@@ -1,4 +1,4 @@
-// A dump hook for named intermediates (llama.cpp eval-callback style, style-anchors practice 11):
+// A dump hook for named intermediates (in the style of llama.cpp examples/eval-callback):
 // pass `taps: printTaps(console.log)` to Flux.forward to print each tap's name, shape, dtype,
 // summary statistics and first values, so a mismatch can be traced to the first bad block.
 

@@ -1,6 +1,6 @@
 // Input images for img2img and inpainting: file input -> bytes -> RGB -> resized -> [-1, 1] CHW,
-// and masks -> binarised latent-resolution masks. The references (cog-flux-behaviour.md §2.3,
-// §3.3; flux-spec §3.8, §4.7), all PIL + diffusers `VaeImageProcessor`:
+// and masks -> binarised latent-resolution masks. The references (diffusers
+// pipelines/flux/pipeline_flux_inpaint.py, image_processor.py), all PIL + `VaeImageProcessor`:
 //
 //   replicate/cog-flux:diffusers_predictor.py (hotswap) and replicate/flux-fine-tuner:predict.py:
 //     input_image = Image.open(image).convert("RGB")            # alpha DROPPED, not flattened

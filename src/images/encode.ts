@@ -1,5 +1,5 @@
 // Image outputs through sharp: webp/jpg with a quality, png lossless (cog-flux's output_format /
-// output_quality; shared/reference/cog-flux-behaviour.md).
+// output_quality; replicate/cog-flux predict.py Predictor.postprocess).
 
 import sharp from 'sharp';
 
@@ -14,7 +14,7 @@ export interface RgbImage {
 
 /**
  * Decoded pixels in [-1, 1], NCHW for one image [3, H, W], to RGB bytes with BFL's conversion
- * `127.5 * (clamp(x, -1, 1) + 1)` truncated to uint8 (flux-spec §4.7).
+ * `127.5 * (clamp(x, -1, 1) + 1)` truncated to uint8 (BFL src/flux/cli.py, util.py `.byte()`).
  */
 export function pixelsToRgb(chw: Float32Array, height: number, width: number): RgbImage {
   const plane = height * width;

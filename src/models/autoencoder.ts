@@ -1,5 +1,5 @@
 // The FLUX autoencoder (AutoencoderKL with 16 latent channels), read line for line against
-// black-forest-labs/flux@802fb47 src/flux/modules/autoencoder.py (flux-spec §4). Fields keep the
+// black-forest-labs/flux@802fb47 src/flux/modules/autoencoder.py `AutoEncoder`. Fields keep the
 // checkpoint's spelling: encoder.down.{i}.block.{j}.norm1, decoder.up.{i}.upsample.conv,
 // {encoder,decoder}.mid.attn_1.proj_out ...
 //
@@ -284,7 +284,7 @@ export class AutoEncoder {
 
   /**
    * image [B, 3, H, W] in [-1, 1] -> scale_factor·(mean − shift_factor) [B, z, H/8, W/8]: the
-   * Gaussian's mean, no sampling (BFL AutoEncoder(sample_z=False), flux-spec §4.5). `autocast:
+   * Gaussian's mean, no sampling (BFL util.py load_ae: AutoEncoder, sample_z=False). `autocast:
    * 'bf16'` as in decode (the image modes' diffusers engine runs its VAE in bf16; the result is bf16).
    */
   encode(x: Tensor, opts: { autocast?: 'bf16' | undefined } = {}): Tensor {
@@ -301,7 +301,7 @@ export class AutoEncoder {
 
   /**
    * z [B, z, h, w] in transformer space -> image [B, 3, 8h, 8w] (≈[-1, 1]): decoder(z/scale + shift).
-   * `autocast: 'bf16'` decodes like BFL and cog-flux, under torch.autocast(bf16) (flux-spec §8:
+   * `autocast: 'bf16'` decodes like BFL and cog-flux, under torch.autocast(bf16) (BFL src/flux/cli.py:
    * convs, linears and attention in bf16 from fp32 weights, GroupNorm in fp32; the output is bf16);
    * without it everything runs in the weights' dtype (the reference check's fp32).
    */

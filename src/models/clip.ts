@@ -1,4 +1,4 @@
-// CLIP text model (HF transformers `CLIPTextModel`, modeling_clip.py), flux-spec §5.2. Fields keep
+// CLIP text model (transformers models/clip/modeling_clip.py `CLIPTextModel`). Fields keep
 // the checkpoint's spelling: `text_model.encoder.layers[i].self_attn.q_proj`, `.mlp.fc1`, ...
 //
 //   h = token_embedding[ids] + position_embedding[0..L)
@@ -32,7 +32,7 @@ export interface ClipTextConfig {
   readonly projection_dim: number | undefined;
 }
 
-/** openai/clip-vit-large-patch14 text config, as in FLUX's text_encoder/config.json (flux-spec §5.2). */
+/** openai/clip-vit-large-patch14 text config, as in FLUX's text_encoder/config.json. */
 export const CLIP_VIT_L14_TEXT: ClipTextConfig = Object.freeze({
   vocab_size: 49408,
   hidden_size: 768,
@@ -82,7 +82,8 @@ export function parseClipTextConfig(json: Record<string, unknown>): ClipTextConf
 /**
  * Position of the pooled token in one row (CLIPTextTransformer.forward): with the legacy
  * eos_token_id 2, the first maximal id (EOS is the largest id); otherwise the first eos_token_id,
- * or 0 when there is none. For FLUX prompts both give min(n_prompt_tokens + 1, 76) (flux-spec §5.2, §9).
+ * or 0 when there is none. For FLUX prompts both give min(n_prompt_tokens + 1, 76)
+ * (docs/references.md, "Test vectors").
  */
 export function pooledIndex(ids: ArrayLike<number>, eosTokenId: number): number {
   let best = 0;

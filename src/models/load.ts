@@ -1,4 +1,4 @@
-// Loading a whole FLUX model folder, in either layout (flux-spec §1.11, §4.6):
+// Loading a whole FLUX model folder, in either layout (diffusers loaders/single_file_utils.py):
 //
 // - diffusers repo layout: model_index.json, transformer/, vae/, text_encoder/ (CLIP),
 //   text_encoder_2/ (T5), tokenizer/, tokenizer_2/, each with its config.json; the transformer and
@@ -40,7 +40,7 @@ export type Layout = 'diffusers' | 'bfl';
 export interface LoadModelOptions {
   /** Convert float weights to this dtype (default: keep the checkpoint's). */
   dtype?: DType;
-  /** T5 token length: 512 for dev, 256 for schnell (flux-spec §5.3); default by guidance_embed. */
+  /** T5 token length: 512 for dev, 256 for schnell (BFL cli.py); default by guidance_embed. */
   t5MaxLength?: number;
 }
 
@@ -162,7 +162,7 @@ export function loadModels(dir: string, backend: Backend, opts: LoadModelOptions
 
     const variant = tr.params.guidance_embed ? 'dev' : 'schnell';
     const clipTokenizer = loadClipTokenizer(join(dir, 'tokenizer'), { maxLength: 77 });
-    // flux-spec §5.3 / §10.9: 512 T5 tokens for dev, 256 for schnell.
+    // 512 T5 tokens for dev, 256 for schnell, as BFL src/flux/cli.py passes to load_t5.
     const t5Tokenizer = loadT5Tokenizer(join(dir, 'tokenizer_2'), { maxLength: opts.t5MaxLength ?? (variant === 'dev' ? 512 : 256) });
     for (const [tok, vocab, what] of [
       [clipTokenizer, clipCfg.vocab_size, 'text_encoder'],

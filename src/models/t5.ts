@@ -1,4 +1,4 @@
-// T5 v1.1 encoder (HF transformers `T5EncoderModel`, modeling_t5.py), flux-spec §5.1. Fields keep
+// T5 v1.1 encoder (transformers models/t5/modeling_t5.py `T5EncoderModel`). Fields keep
 // the checkpoint's spelling: `encoder.block[i].layer[0].SelfAttention.q`, `...layer[1].DenseReluDense.wi_0`.
 //
 //   h = shared[ids]                                  (no √d scaling, no absolute positions)
@@ -6,7 +6,8 @@
 //   per block: h += o(attn(RMS(h)·q, ·k, ·v; scale 1, + bias)) ; h += wo(gelu_new(wi_0 n) ⊙ wi_1 n)
 //   h = RMS(h)·final_layer_norm
 //
-// No attention mask: FLUX passes none, so pad tokens attend and are attended to (flux-spec §10.9).
+// No attention mask: FLUX passes none (BFL src/flux/modules/conditioner.py HFEmbedder.forward), so
+// pad tokens attend and are attended to.
 
 import { Linear } from './nn.js';
 import { packTokens } from './tokens.js';
@@ -31,7 +32,7 @@ export interface T5Config {
   readonly feed_forward_proj: 'gated-gelu';
 }
 
-/** google/t5-v1_1-xxl, the FLUX text_encoder_2 (flux-spec §5.1). */
+/** google/t5-v1_1-xxl, the FLUX text_encoder_2 (its hub config.json). */
 export const T5_V1_1_XXL: T5Config = Object.freeze({
   vocab_size: 32128,
   d_model: 4096,
@@ -73,7 +74,7 @@ export function parseT5Config(json: Record<string, unknown>): T5Config {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Relative position buckets (host side; T5Attention._relative_position_bucket, flux-spec §5.1, §9)
+// Relative position buckets (host side; modeling_t5.py T5Attention._relative_position_bucket)
 
 const f32 = Math.fround;
 
@@ -153,8 +154,9 @@ class T5Attention {
     const [q] = splitHeads(this.q.forward(x), 1, H) as [Tensor]; // [B, H, L, d_kv]
     const [k] = splitHeads(this.k.forward(x), 1, H) as [Tensor]; // [B, H, L, d_kv]
     const [v] = splitHeads(this.v.forward(x), 1, H) as [Tensor]; // [B, H, L, d_kv]
-    // T5 folds the 1/√d into its initialisation: scores are q·kᵀ unscaled (flux-spec §5.1). The
-    // bf16 eager reference rounds q·kᵀ to bf16 before adding the bias; the op keeps both in fp32 (§8).
+    // T5 folds the 1/√d into its initialisation: scores are q·kᵀ unscaled (T5Attention.forward).
+    // The bf16 eager reference rounds q·kᵀ to bf16 before adding the bias; the op keeps both in
+    // fp32 (docs/references.md, "Precision of the references").
     const o = attention(q, k, v, { scale: 1, bias }); // [B, L, H*d_kv]
     return this.o.forward(o); // [B, L, d_model]
   }

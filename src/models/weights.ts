@@ -1,5 +1,5 @@
 // The prefix builder that model constructors ask for their weights through (candle's VarBuilder,
-// shared/reference/style-anchors.md practice 3): `w.pp('double_blocks').pp(0).get('img_mod.lin.weight',
+// candle-nn/src/var_builder.rs): `w.pp('double_blocks').pp(0).get('img_mod.lin.weight',
 // [6 * D, D])`. Constructors are therefore the manifest of a checkpoint. Missing and mis-shaped keys
 // are collected and reported together by `finish()`, which also rejects keys nobody asked for.
 

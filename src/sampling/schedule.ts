@@ -125,12 +125,13 @@ export interface Img2ImgStart {
  * img2img: where denoising starts for a given `prompt_strength` (0..1, 1 = start from pure noise).
  *
  * 'cog-bfl' (default; replicate/cog-flux:bfl_predictor.py `BflBf16Predictor.predict`, the engine
- * behind flux-dev-lora img2img; cog-flux-behaviour.md §3.2):
+ * behind flux-dev-lora img2img):
  *     t_idx = int((1.0 - prompt_strength) * num_inference_steps)   # double, truncated
  *     t = timesteps[t_idx]; timesteps = timesteps[t_idx:]
  *     x = t * noise + (1.0 - t) * init
  *   prompt_strength = 0 gives t_idx = N: timesteps = [0.0], no step runs (VAE round trip).
- * 'diffusers' (FluxImg2ImgPipeline.get_timesteps, used by the hotswap engine; flux-spec §3.7):
+ * 'diffusers' (diffusers pipelines/flux/pipeline_flux_img2img.py FluxImg2ImgPipeline.get_timesteps,
+ * used by the hotswap engine):
  *     init_timestep = min(N * strength, N); t_start = int(max(N - init_timestep, 0))
  *   and it refuses to run with fewer than 1 step (we throw a RangeError then, unless
  *   `opts.allowNoSteps`: then no step runs, as with 'cog-bfl').

@@ -1,4 +1,4 @@
-// Output sizes exactly as Replicate's cog-flux computes them (cog-flux-behaviour.md §2):
+// Output sizes exactly as Replicate's cog-flux computes them (replicate/cog-flux predict.py):
 // - the aspect-ratio table (replicate/cog-flux:predict.py `ASPECT_RATIOS`, same in
 //   replicate/flux-fine-tuner), `megapixels="0.25"` halving both sides
 //   (`size_from_aspect_megapixels`: `width // 2, height // 2`);

@@ -4,7 +4,8 @@
 // of a new contiguous tensor of the shape/dtype that ops.ts passes in `out`.
 //
 // Numerics contract (both backends): float math in fp32; the result is rounded to the output
-// dtype once per op, like one PyTorch op on bf16 tensors (shared/reference/flux-spec.md §0, §8).
+// dtype once per op, like one PyTorch op on bf16 tensors (docs/references.md, "Precision of the
+// references").
 // Fused ops document their internal rounding points (they reproduce the unfused PyTorch chain).
 
 import type { DType, RawArray } from './dtype.js';

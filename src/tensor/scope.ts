@@ -3,7 +3,7 @@
 // - `tidy(fn)`: runs a *synchronous* function and disposes every tensor created inside it, except
 //   the tensors it returns (a tensor, or tensors inside a returned array / plain object). It refuses
 //   async functions, because a scope must never span an `await` (another request could run in
-//   between; see shared/reference/style-anchors.md, anti-pattern 3).
+//   between, and a throw before the scope's end would leak it; docs/references.md, "Style").
 // - `Scope`: a per-request (or per-model) owner. `scope.keep(t)` adopts a tensor, `scope.run(fn)` is
 //   tidy() whose results the scope adopts; disposing the scope (in `finally`, or `using`) frees all.
 // Tensors created outside any tidy() are owned by their creator (weights live for the process).

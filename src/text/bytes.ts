@@ -1,6 +1,7 @@
 // GPT-2 / CLIP byte-level alphabet: each of the 256 byte values is shown as one printable unicode
 // character, so BPE can work on strings (openai/CLIP simple_tokenizer.py `bytes_to_unicode`,
-// flux-spec §5.3). Printable Latin-1 bytes map to themselves; the rest are shifted to U+0100...
+// transformers models/clip/tokenization_clip.py). Printable Latin-1 bytes map to themselves; the
+// rest are shifted to U+0100...
 
 /** The 256 byte-level symbols in vocabulary order (printable bytes first, then the shifted ones). */
 export function byteLevelAlphabet(): { byteOf: Map<string, number>; charOf: string[]; order: string[] } {

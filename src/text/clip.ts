@@ -1,9 +1,10 @@
 // CLIP BPE tokenizer from a hub `tokenizer/` folder (vocab.json + merges.txt + the two config
-// JSONs, flux-spec §5.3). The FLUX repos ship no tokenizer.json for CLIP, so the structure HF's
-// CLIPConverter (transformers convert_slow_tokenizer.py) would build is assembled here and handed
-// to @huggingface/tokenizers: NFC + whitespace collapse + lowercase, the CLIP word regex, byte-level
-// symbols, BPE with `</w>` on each word's last symbol. ids = [BOS] + bpe[:75] + [EOS], padded to 77
-// with the pad token (<|endoftext|> in FLUX's tokenizer, so the pad id is also the EOS id).
+// JSONs, as in the FLUX.1-dev hub repo). The FLUX repos ship no tokenizer.json for CLIP, so the
+// structure HF's CLIPConverter (transformers convert_slow_tokenizer.py) would build is assembled
+// here and handed to @huggingface/tokenizers: NFC + whitespace collapse + lowercase, the CLIP word
+// regex, byte-level symbols, BPE with `</w>` on each word's last symbol. ids = [BOS] + bpe[:75] +
+// [EOS], padded to 77 with the pad token (<|endoftext|> in FLUX's tokenizer, so the pad id is also
+// the EOS id).
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,7 @@
-// A TextTokenizer over an @huggingface/tokenizers Tokenizer: the library splits text into ids,
-// this class adds the special tokens, truncates and pads itself (fitToLength), so truncation is
-// reported instead of silent, and both CLIP and T5 follow the same rules (flux-spec §5.3).
+// A TextTokenizer over an @huggingface/tokenizers Tokenizer: the library splits text into ids, this
+// class adds the special tokens, truncates and pads itself (fitToLength), so truncation is reported
+// instead of silent, and both CLIP and T5 follow the same rules (BFL
+// src/flux/modules/conditioner.py HFEmbedder).
 
 import type { Tokenizer } from '@huggingface/tokenizers';
 import { type Encoded, type TextTokenizer, fitToLength } from './tokenizer.js';

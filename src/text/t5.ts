@@ -1,8 +1,8 @@
-// T5 (v1.1) SentencePiece-unigram tokenizer from a hub `tokenizer_2/` folder (flux-spec §5.3): the
+// T5 (v1.1) SentencePiece-unigram tokenizer from a hub `tokenizer_2/` folder (FLUX.1-dev hub repo): the
 // fast-tokenizer `tokenizer.json` (Unigram + Metaspace "▁"), read by @huggingface/tokenizers.
 // ids = pieces[:max_length-1] + [</s>], padded with <pad> (id 0) to max_length: 512 for dev and
-// 256 for schnell in BFL (the pipeline picks; flux-spec §10.9 — no attention mask, so the padded
-// length changes the embeddings).
+// 256 for schnell in BFL (the pipeline picks, as BFL src/flux/cli.py passes to load_t5 — no
+// attention mask, so the padded length changes the embeddings).
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,7 @@
 // What the text encoders' tokenizers share: the encode() result, truncation + special tokens +
 // padding to a fixed length the way HF's `tokenizer(..., truncation=True, max_length, padding=
-// "max_length")` does it (flux-spec §5, §5.3), and reading the hub folder's JSON files.
+// "max_length")` does it (BFL src/flux/modules/conditioner.py HFEmbedder.forward), and reading the
+// hub folder's JSON files.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

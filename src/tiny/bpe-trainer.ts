@@ -1,7 +1,8 @@
 // A minimal, deterministic byte-pair-encoding trainer for the tiny CLIP vocabulary: words are
-// spelled in byte-level symbols with `</w>` on the last one (CLIP's convention, flux-spec §5.3);
-// the most frequent adjacent pair is merged until every word is one symbol (or `maxMerges`).
-// Ties break on the pair's text (code-unit order), so the output never depends on Map order.
+// spelled in byte-level symbols with `</w>` on the last one (CLIP's convention, openai/CLIP
+// clip/simple_tokenizer.py); the most frequent adjacent pair is merged until every word is one
+// symbol (or `maxMerges`). Ties break on the pair's text (code-unit order), so the output never
+// depends on Map order.
 
 export interface BpeTrainOptions {
   maxMerges?: number;

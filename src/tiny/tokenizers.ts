@@ -1,5 +1,5 @@
 // Small but real tokenizer files for the built-in tiny model, laid out like the FLUX hub repos
-// (flux-spec §5.3): `tokenizer/` = CLIP byte-level BPE (vocab.json, merges.txt,
+// (black-forest-labs/FLUX.1-dev): `tokenizer/` = CLIP byte-level BPE (vocab.json, merges.txt,
 // tokenizer_config.json, special_tokens_map.json) and `tokenizer_2/` = T5 unigram (tokenizer.json
 // + the two config JSONs). Both are generated deterministically from the embedded word list, so
 // the same bytes come out on every machine. The real loaders (src/text) read them unchanged.

@@ -1,6 +1,6 @@
-// CLIP text model: config parsing, pooled index (flux-spec §5.2, §9), loading errors, causality, and
-// the forward pass on tiny random weights against a float64 reference written here from the HF
-// modeling_clip.py definitions (a second, independent implementation).
+// CLIP text model: config parsing, pooled index (CLIPTextTransformer.forward), loading errors,
+// causality, and the forward pass on tiny random weights against a float64 reference written here
+// from the HF modeling_clip.py definitions (a second, independent implementation).
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -150,7 +150,7 @@ describe('parseClipTextConfig', () => {
   });
 });
 
-describe('CLIP pooled index (flux-spec §5.2, §9)', () => {
+describe('CLIP pooled index (CLIPTextTransformer.forward)', () => {
   const bos = 49406;
   const eos = 49407;
   it('"a cat" (2 tokens) pools at 3 on both the legacy and the eos-id path', () => {

@@ -27,14 +27,14 @@ import { BFL_TINY_A } from './fixture.js';
  * backend. `vsPyTorch` compares with the fixture's forward.out (PyTorch float32, f32 weights).
  *
  * bf16 and fp8 run with bf16 activations, and BFL makes the guidance vector in the activation
- * dtype and multiplies it by 1000 there (flux-spec §3.5): bf16(3.5 · 1000) = 3504, not 3500, which
+ * dtype and multiplies it by 1000 there (sampling.py denoise): bf16(3.5 · 1000) = 3504, not 3500, which
  * moves the high-frequency guidance embedding by whole radians. That alone changes forward.out by
  * 3.9e-2 (our f32 model with guidance 3.504 instead of 3.5), so the bf16 error against the f32
  * reference is dominated by it. `vsSameGuidance` therefore also compares with our f32 model run at
  * the guidance the bf16 model sees, which measures the weights' and activations' rounding alone.
  */
 const TOL = {
-  f32: { vsPyTorch: 1e-5 }, // the issue's bound for float32 (measured 9.0e-7)
+  f32: { vsPyTorch: 1e-5 }, // the fixture README's bound for float32 (measured 9.0e-7)
   f16: { vsPyTorch: 2.5e-3 }, // measured 8.0e-4 (f16 guidance 3500 is exact)
   bf16: { vsPyTorch: 0.12, vsSameGuidance: 0.02 }, // measured 4.0e-2 and 6.9e-3
   // measured 5.3e-2 and 3.7e-2 (kept fp8, cast to bf16, and fp8 matrices + bf16 vectors alike):

@@ -1,6 +1,6 @@
-// T5 v1.1 encoder: relative position buckets (flux-spec §5.1, §9), config parsing, loading errors,
-// and the forward pass on tiny random weights against a float64 reference written here from the
-// HF modeling_t5.py definitions (a second, independent implementation).
+// T5 v1.1 encoder: relative position buckets (docs/references.md, "Test vectors"), config parsing,
+// loading errors, and the forward pass on tiny random weights against a float64 reference written
+// here from the HF modeling_t5.py definitions (a second, independent implementation).
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -126,8 +126,8 @@ function load(src: MapSource, cfg = TINY): T5EncoderModel {
   return T5EncoderModel.load(src, cpuBackend, cfg);
 }
 
-describe('T5 relative position buckets (flux-spec §5.1, §9)', () => {
-  it('gives the sanity values of §9', () => {
+describe('T5 relative position buckets (T5Attention._relative_position_bucket)', () => {
+  it('gives the test vectors of docs/references.md', () => {
     assert.equal(relativePositionBucket(100 - 0), 31); // query 0, key 100
     assert.equal(relativePositionBucket(0 - 100), 15); // query 100, key 0
     for (const i of [0, 5, 300]) {

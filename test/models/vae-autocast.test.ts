@@ -1,8 +1,8 @@
 // The VAE decode under autocast bf16 (AutoEncoder.decode({ autocast: 'bf16' }), src/models/nn.ts
-// Autocast; encode likewise for the image modes): what BFL and cog-flux run (flux-spec §8: convs, linears and attention in bf16 from the
-// fp32 weights, GroupNorm in fp32). On the BFL tiny fixture's real latents: a bf16 image close to the
-// fp32 decode and to the oracle's, but not the fp32 computation; repeatable; and the policy that
-// picks it per backend.
+// Autocast; encode likewise for the image modes): what BFL and cog-flux run (BFL src/flux/cli.py
+// under torch.autocast(bf16): convs, linears and attention in bf16 from the fp32 weights, GroupNorm
+// in fp32). On the BFL tiny fixture's real latents: a bf16 image close to the fp32 decode and to
+// the oracle's, but not the fp32 computation; repeatable; and the policy that picks it per backend.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as path from 'node:path';

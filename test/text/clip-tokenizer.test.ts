@@ -1,4 +1,4 @@
-// CLIP BPE tokenizer on the tiny tokenizer/ files (flux-spec §5.3, §9).
+// CLIP BPE tokenizer on the tiny tokenizer/ files (laid out like the FLUX.1-dev hub repo's).
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -29,7 +29,7 @@ describe('CLIP tokenizer (tiny files)', () => {
     assert.ok(e.ids.subarray(3).every((id) => id === tok.padId));
     assert.equal(e.tokenCount, 2);
     assert.equal(e.truncated, false);
-    // EOS is the largest id, so the legacy argmax path and the eos-id path agree (flux-spec §5.2).
+    // EOS is the largest id, so both pooling paths of CLIPTextTransformer.forward agree.
     assert.equal(pooledIndex(e.ids, 2), 3);
     assert.equal(pooledIndex(e.ids, tok.eosId), 3);
   });

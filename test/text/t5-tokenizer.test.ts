@@ -1,4 +1,4 @@
-// T5 unigram tokenizer on the tiny tokenizer_2/ files (flux-spec §5.3).
+// T5 unigram tokenizer on the tiny tokenizer_2/ files (laid out like the FLUX.1-dev hub repo's).
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 // `fluxserve debug reference-check DIR`: run every case of a BFL fixture folder (weights +
-// config.json + cases.safetensors, like shared/fixtures/bfl-tiny-a) through our model code, print
+// config.json + cases.safetensors, like test/fixtures/bfl-tiny-a) through our model code, print
 // each tensor's relative error, exit non-zero when one exceeds its tolerance.
 
 import { resolve } from 'node:path';

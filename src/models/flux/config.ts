@@ -1,7 +1,7 @@
 // Configurations of the FLUX.1 transformer and its autoencoder: BFL's `FluxParams` and
 // `AutoEncoderParams` (black-forest-labs/flux@802fb47 src/flux/model.py, modules/autoencoder.py),
 // frozen presets, validation, and readers for the diffusers and BFL-style config.json files
-// (shared/reference/flux-spec.md §1.1, §4.1).
+// (BFL src/flux/util.py `configs`; diffusers FluxTransformer2DModel and AutoencoderKL configs).
 
 export class ModelConfigError extends Error {
   constructor(message: string) {
@@ -22,7 +22,7 @@ export interface FluxParams {
   /** Number of double-stream blocks. */
   readonly depth: number;
   readonly depth_single_blocks: number;
-  /** RoPE dims per id axis (index, row, column); the sum is the head dim (flux-spec §1.4). */
+  /** RoPE dims per id axis (index, row, column); the sum is the head dim (BFL EmbedND). */
   readonly axes_dim: readonly number[];
   readonly theta: number;
   readonly qkv_bias: boolean;
@@ -66,7 +66,7 @@ export const FLUX_DEV: FluxParams = freeze({
 });
 
 // black-forest-labs/flux@802fb47 src/flux/util.py, configs["flux-schnell"].params: dev without
-// the guidance embedder (schnell is not guidance-distilled, flux-spec §3.3).
+// the guidance embedder (schnell is not guidance-distilled: Flux.__init__ makes guidance_in Identity).
 export const FLUX_SCHNELL: FluxParams = freeze({ ...FLUX_DEV, axes_dim: [16, 56, 56], guidance_embed: false });
 
 // black-forest-labs/flux@802fb47 src/flux/util.py, configs["flux-dev"|"flux-schnell"].ae_params
@@ -162,7 +162,7 @@ export function validateAutoEncoderParams(p: AutoEncoderParams): AutoEncoderPara
     scale_factor: finiteNumber('scale_factor', p.scale_factor),
     shift_factor: finiteNumber('shift_factor', p.shift_factor),
   };
-  // Every GroupNorm has 32 groups (flux-spec §4.2), so every block width must be a multiple of 32.
+  // Every GroupNorm has 32 groups (BFL autoencoder.py), so every block width must be a multiple of 32.
   for (const m of q.ch_mult) {
     if ((q.ch * m) % 32 !== 0) throw new ModelConfigError(`ch * ch_mult = ${q.ch * m} is not a multiple of the 32 GroupNorm groups`);
   }
@@ -186,9 +186,9 @@ export function fluxParamsFromBflConfig(json: unknown): FluxParams {
 }
 
 /**
- * FluxParams from a diffusers `transformer/config.json` (FluxTransformer2DModel), per the table
- * in flux-spec §1.1. The values diffusers does not store are FLUX's constants: mlp_ratio 4
- * (FeedForward mult), theta 10000 (FluxPosEmbed), qkv_bias true.
+ * FluxParams from a diffusers `transformer/config.json` (FluxTransformer2DModel.__init__'s
+ * arguments against BFL's FluxParams). The values diffusers does not store are FLUX's constants:
+ * mlp_ratio 4 (FeedForward mult), theta 10000 (FluxPosEmbed), qkv_bias true.
  */
 export function fluxParamsFromDiffusersConfig(json: unknown): FluxParams {
   const o = asObject('diffusers transformer config', json);
@@ -223,9 +223,9 @@ export function autoEncoderParamsFromBflConfig(json: unknown): AutoEncoderParams
 }
 
 /**
- * AutoEncoderParams from a diffusers `vae/config.json` (AutoencoderKL), per flux-spec §4.1. Only
- * the FLUX layout is accepted: 32 groups, SiLU, mid attention, no quant convs, plain
- * DownEncoderBlock2D / UpDecoderBlock2D stages.
+ * AutoEncoderParams from a diffusers `vae/config.json` (AutoencoderKL, as diffusers'
+ * convert_flux_to_diffusers.py writes it). Only the FLUX layout is accepted: 32 groups, SiLU, mid
+ * attention, no quant convs, plain DownEncoderBlock2D / UpDecoderBlock2D stages.
  */
 export function autoEncoderParamsFromDiffusersConfig(json: unknown): AutoEncoderParams {
   const o = asObject('diffusers vae config', json);

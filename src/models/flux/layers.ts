@@ -1,5 +1,5 @@
 // The FLUX transformer's blocks, read line for line against black-forest-labs/flux@802fb47
-// src/flux/modules/layers.py (flux-spec §1.3-§1.9). Fields keep the checkpoint's spelling
+// src/flux/modules/layers.py. Fields keep the checkpoint's spelling
 // (`img_mod.lin`, `img_attn.norm.query_norm.scale`, `img_mlp.0`, `linear1`,
 // `adaLN_modulation.1`), nn.Sequential indices included.
 //
@@ -43,7 +43,7 @@ export interface ModulationOut {
   readonly gate: Tensor;
 }
 
-/** Modulation: lin(SiLU(vec)) chunked into 6 (double) or 3 (single) [B, D] vectors (flux-spec §1.5). */
+/** Modulation: lin(SiLU(vec)) chunked into 6 (double) or 3 (single) [B, D] vectors */
 export class Modulation {
   readonly lin: Linear;
   readonly multiplier: number;
@@ -86,7 +86,7 @@ export class RMSNorm {
   }
 }
 
-/** QKNorm: RMSNorm on q and on k (flux-spec §1.6). */
+/** QKNorm: RMSNorm on q and on k. */
 export class QKNorm {
   readonly query_norm: RMSNorm;
   readonly key_norm: RMSNorm;
@@ -157,7 +157,7 @@ export interface DoubleMods {
   readonly txt: readonly ModulationOut[];
 }
 
-/** DoubleStreamBlock (flux-spec §1.7): separate weights per stream, joint attention (text first). */
+/** DoubleStreamBlock: separate weights per stream, joint attention (text first). */
 export class DoubleStreamBlock {
   readonly img_mod: Modulation;
   readonly img_attn: SelfAttention;
@@ -221,7 +221,7 @@ export class DoubleStreamBlock {
   }
 }
 
-/** SingleStreamBlock (flux-spec §1.8): parallel attention and MLP over the joint sequence. */
+/** SingleStreamBlock: parallel attention and MLP over the joint sequence. */
 export class SingleStreamBlock {
   readonly linear1: Linear;
   readonly linear2: Linear;
@@ -259,7 +259,7 @@ export class SingleStreamBlock {
   }
 }
 
-/** LastLayer (flux-spec §1.9): adaLN with SHIFT first, then Linear(D -> out). */
+/** LastLayer: adaLN with SHIFT first, then Linear(D -> out). */
 export class LastLayer {
   readonly linear: Linear;
   readonly adaLN_modulation: { readonly 1: Linear };

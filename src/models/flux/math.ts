@@ -1,6 +1,6 @@
 // Host-side fp32 tables of the FLUX transformer: the sinusoidal timestep embedding (BFL
-// `timestep_embedding`, flux-spec §1.3) and the RoPE table (BFL `EmbedND`/`rope`, flux-spec §1.4).
-// Both are computed exactly as PyTorch does in float32: every intermediate is rounded with
+// modules/layers.py `timestep_embedding`) and the RoPE table (BFL layers.py `EmbedND`, math.py
+// `rope`). Both are computed exactly as PyTorch does in float32: every intermediate is rounded with
 // Math.fround at the point where a float32 tensor op would round it.
 
 import type { Backend } from '../../tensor/backend.js';
@@ -19,10 +19,10 @@ export function roundTo(dtype: DType, values: ArrayLike<number>): Float32Array {
 
 /**
  * timestep_embedding(t, dim, max_period, time_factor) -> [B, dim] in `dtype`.
- * `t` are the host values of a [B] tensor of dtype `dtype` (BFL creates t with the image's
- * dtype, so they are rounded to it first); `time_factor * t` is one op in that dtype (flux-spec
- * §3.5: bf16(bf16(t)·1000)); frequencies, arguments and cos/sin are fp32; [cos, sin] (cos FIRST);
- * the result is cast to `dtype`.
+ * `t` are the host values of a [B] tensor of dtype `dtype` (BFL creates t with the image's dtype,
+ * so they are rounded to it first); `time_factor * t` is one op in that dtype (BFL sampling.py
+ * denoise: bf16(bf16(t)·1000)); frequencies, arguments and cos/sin are fp32; [cos, sin] (cos
+ * FIRST); the result is cast to `dtype`.
  */
 export function timestepEmbedding(
   be: Backend,
@@ -60,7 +60,7 @@ export function timestepEmbeddingF32(t: ArrayLike<number>, dtype: DType, dim = 2
 /**
  * EmbedND: the RoPE table for position ids [B, L, n_axes] (host, fp32) -> Float32Array laid out
  * [B, L, sum(axes_dim)/2, 2, 2], each 2x2 block [[cos φ, -sin φ], [sin φ, cos φ]], axes
- * concatenated along the pair dim in order (flux-spec §1.4).
+ * concatenated along the pair dim in order (BFL EmbedND.forward).
  *
  * Per axis of dim d: scale_k = fp32(2k / d), ω_k = fp32(1 / fp32(theta^scale_k)),
  * φ = fp32(pos · ω_k), then fp32 cos/sin — BFL `rope` with pos in float32.

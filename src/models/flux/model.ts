@@ -1,9 +1,9 @@
 // The FLUX.1 flow transformer, read line for line against black-forest-labs/flux@802fb47
-// src/flux/model.py `Flux` (flux-spec §1.2). Fields are the checkpoint's top-level names.
+// src/flux/model.py `Flux.forward`. Fields are the checkpoint's top-level names.
 //
-// Precision (flux-spec §8): activations run in the model dtype — bf16 for bf16 (or fp8) weights,
-// f32 for f32 weights — with the ops' fp32-inside / round-once-per-op numerics; the timestep
-// table, RoPE table and position ids are fp32.
+// Precision (docs/references.md, "Precision of the references"): activations run in the model dtype
+// — bf16 for bf16 (or fp8) weights, f32 for f32 weights — with the ops' fp32-inside /
+// round-once-per-op numerics; the timestep table, RoPE table and position ids are fp32.
 
 import type { TensorSource } from '../../io/source.js';
 import type { Backend } from '../../tensor/backend.js';
