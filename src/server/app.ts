@@ -1,32 +1,24 @@
-// The HTTP server: one fastify instance speaking the Cog prediction API at / (cog.ts) and
-// Replicate's API under /v1 (replicate.ts), over one PredictionService (setup, queue, webhooks).
-// Setup starts when the server is ready (listen); closing the server shuts the service down first
-// (nothing is left `processing`).
+// The HTTP server, assembled: one fastify instance, one PredictionService, and the two API plugins
+// over it that never import each other — Cog's prediction API at / (cog/plugin.ts) and Replicate's
+// API under /v1 (replicate/plugin.ts). buildServer uses the in-process service; mountApis takes
+// any PredictionService. The service starts (setup) when the server is ready (listen); closing the
+// server shuts the service down first (nothing is left `processing`).
 
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Profile } from '../predictor/profiles.js';
-import { registerCogRoutes } from './cog.js';
+import { cogApi } from './cog/plugin.js';
 import { FileStore } from './files.js';
-import type { ModelEntry, ServedPredictor } from './predictions.js';
-import { registerReplicateRoutes, versionIdFor } from './replicate.js';
-import { PredictionService } from './service.js';
 import type { InputFetchOptions } from './inputs.js';
+import { type ModelConfig, type ServedPredictor, modelEntries } from './models.js';
+import { replicateApi } from './replicate/plugin.js';
+import { LocalPredictionService } from './service/local.js';
+import type { PredictionService } from './service/types.js';
 import type { UploadOptions } from './uploads.js';
 import type { WebhookOptions } from './webhooks.js';
-import { openApiDocument } from '../predictor/openapi.js';
 
 export const SERVER_VERSION = '0.1.0';
 
-/** A model the /v1 API serves. */
-export interface ModelConfig {
-  /** `owner/name`. */
-  readonly name: string;
-  /** Default: the server's predictor. */
-  readonly predictor?: ServedPredictor;
-  /** Input values used where the request gives none (a fine-tune's trigger word, steps...). */
-  readonly defaults?: Readonly<Record<string, unknown>>;
-  readonly description?: string;
-}
+export type { ModelConfig } from './models.js';
 
 export interface ServerOptions {
   readonly predictor: ServedPredictor;
@@ -51,12 +43,14 @@ export interface ServerOptions {
   readonly webhooks?: WebhookOptions;
   /**
    * Cog's `--upload-url`: every output file (Cog and /v1 predictions) is PUT to
-   * `{uploadUrl}/{basename}` and the output is the uploaded URL (api-compat.md A.15).
+   * `{uploadUrl}/{basename}` and the output is the uploaded URL (src/server/uploads.ts).
    */
   readonly uploadUrl?: string | undefined;
   readonly upload?: UploadOptions;
   /** Limits on downloading http(s) file inputs (size, deadline, redirects). */
   readonly inputFetch?: InputFetchOptions;
+  /** Largest file POST /v1/files takes (100 MiB). */
+  readonly maxUploadBytes?: number;
   /** SSE keep-alive comment interval (15 s). */
   readonly sseKeepAliveMs?: number;
   /** WEBHOOK_AUTH_TOKEN. */
@@ -69,64 +63,31 @@ export interface ServerOptions {
   readonly onShutdown?: (app: FastifyInstance) => void;
 }
 
+/** What the two API plugins are given besides the service. */
+export type ApiOptions = Pick<ServerOptions, 'profile' | 'auth' | 'publicBaseUrl' | 'outputs' | 'pageSize' | 'maxUploadBytes' | 'sseKeepAliveMs' | 'onShutdown'> & {
+  /** The Cog routes' schema (/openapi.json). */
+  readonly profile: Profile<unknown>;
+};
+
 declare module 'fastify' {
   interface FastifyInstance {
     predictions: PredictionService;
   }
 }
 
-function modelEntries(opts: ServerOptions): ModelEntry[] {
-  const configs = opts.models ?? [{ name: 'fluxserve/tiny' }];
-  const seen = new Set<string>();
-  return configs.map((c) => {
-    const m = /^([A-Za-z0-9][A-Za-z0-9._-]*)\/([A-Za-z0-9][A-Za-z0-9._-]*)$/.exec(c.name);
-    if (!m) throw new Error(`model name must be owner/name (got '${c.name}')`);
-    if (seen.has(c.name)) throw new Error(`model ${c.name} is configured twice`);
-    seen.add(c.name);
-    const predictor = c.predictor ?? opts.predictor;
-    return {
-      owner: m[1]!,
-      name: m[2]!,
-      predictor,
-      defaults: { ...(c.defaults ?? {}) },
-      description: c.description ?? `FLUX.1 served by fluxserve (${predictor.profile.name} inputs)`,
-      versionId: versionIdFor(c.name, openApiDocument(predictor.profile)),
-      createdAt: new Date(),
-    };
+/** A fastify instance with the body parsing and schema validation both APIs expect. */
+export function createFastify(logger: FastifyServerOptions['logger']): FastifyInstance {
+  const app = Fastify({
+    logger: logger ?? false,
+    bodyLimit: 110 * 1024 * 1024,
+    forceCloseConnections: 'idle',
+    // Request schemas check, they do not repair: no type coercion, unknown properties are errors
+    // where a schema forbids them (not silently dropped), and every problem is reported at once.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
-}
-
-export function buildServer(opts: ServerOptions): FastifyInstance {
-  if (opts.uploadUrl !== undefined) {
-    let u: URL | undefined;
-    try {
-      u = new URL(opts.uploadUrl);
-    } catch {
-      u = undefined;
-    }
-    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new Error(`upload URL must be an http or https URL (got '${opts.uploadUrl}')`);
-  }
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 110 * 1024 * 1024, forceCloseConnections: 'idle' });
-  const service = new PredictionService({
-    predictor: opts.predictor,
-    models: modelEntries(opts),
-    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-    ...(opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {}),
-    webhooks: { userAgent: `fluxserve/${SERVER_VERSION}`, ...opts.webhooks, authToken: opts.webhookAuthToken ?? opts.webhooks?.authToken },
-    ...(opts.maxHistory !== undefined ? { maxHistory: opts.maxHistory } : {}),
-    ...(opts.shutdownGraceMs !== undefined ? { shutdownGraceMs: opts.shutdownGraceMs } : {}),
-    files: new FileStore(),
-    uploadUrl: opts.uploadUrl,
-    ...(opts.upload !== undefined ? { upload: opts.upload } : {}),
-    ...(opts.inputFetch !== undefined ? { inputFetch: opts.inputFetch } : {}),
-    ...(opts.sseKeepAliveMs !== undefined ? { sseKeepAliveMs: opts.sseKeepAliveMs } : {}),
-    log: (msg) => app.log.warn(msg),
-  });
-  app.decorate('predictions', service);
-
   // JSON bodies: an empty body is no body (the replicate client sends Content-Type: application/json
-  // on bodiless requests such as cancel); anything else that is not JSON or multipart is kept raw and
-  // ignored by the routes (coglet treats a non-JSON request as `input: {}`).
+  // on bodiless requests such as cancel). Anything else that is not JSON is kept raw and ignored by
+  // the Cog routes (coglet treats a non-JSON request as `input: {}`); /v1 takes JSON and multipart.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
@@ -139,30 +100,63 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
       done(err, undefined);
     }
   });
-  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  return app;
+}
 
+/** Registers both APIs over `service` on `app`; the service starts on ready and stops on close. */
+export function mountApis(app: FastifyInstance, service: PredictionService, opts: ApiOptions): FastifyInstance {
+  app.decorate('predictions', service);
   const onShutdown = opts.onShutdown ?? ((a: FastifyInstance) => void a.close());
-  const cogDefaults = service.models.find((m) => m.predictor === opts.predictor)?.defaults;
-  registerCogRoutes(app, service, {
-    profile: opts.profile ?? opts.predictor.profile,
-    defaults: cogDefaults && Object.keys(cogDefaults).length > 0 ? cogDefaults : undefined,
-    version: SERVER_VERSION,
-    onShutdown: () => onShutdown(app),
-  });
-  registerReplicateRoutes(app, service, {
+  void app.register(cogApi, { service, profile: opts.profile, version: SERVER_VERSION, onShutdown: () => onShutdown(app), sseKeepAliveMs: opts.sseKeepAliveMs });
+  void app.register(replicateApi, {
+    service,
     auth: opts.auth,
     publicBaseUrl: opts.publicBaseUrl,
     outputs: opts.outputs ?? (opts.publicBaseUrl ? 'url' : 'data-uri'),
-    ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
+    pageSize: opts.pageSize,
     version: SERVER_VERSION,
+    maxUploadBytes: opts.maxUploadBytes,
+    sseKeepAliveMs: opts.sseKeepAliveMs,
   });
-
   app.addHook('onReady', async () => {
-    void service.runSetup();
+    void service.start();
   });
   app.addHook('preClose', async () => {
     await service.shutdown();
   });
   return app;
+}
+
+function checkUploadUrl(uploadUrl: string): void {
+  let u: URL | undefined;
+  try {
+    u = new URL(uploadUrl);
+  } catch {
+    u = undefined;
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new Error(`upload URL must be an http or https URL (got '${uploadUrl}')`);
+}
+
+/** The server with the in-process service. */
+export function buildServer(opts: ServerOptions): FastifyInstance {
+  if (opts.uploadUrl !== undefined) checkUploadUrl(opts.uploadUrl);
+  const app = createFastify(opts.logger);
+  const models = modelEntries(opts.models, opts.predictor);
+  const profile = opts.profile ?? opts.predictor.profile;
+  const service = new LocalPredictionService({
+    models,
+    cog: { predictor: opts.predictor, profile, defaults: models.find((m) => m.predictor === opts.predictor)?.defaults },
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    ...(opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {}),
+    webhooks: { userAgent: `fluxserve/${SERVER_VERSION}`, ...opts.webhooks, authToken: opts.webhookAuthToken ?? opts.webhooks?.authToken },
+    ...(opts.maxHistory !== undefined ? { maxHistory: opts.maxHistory } : {}),
+    ...(opts.shutdownGraceMs !== undefined ? { shutdownGraceMs: opts.shutdownGraceMs } : {}),
+    files: new FileStore(),
+    uploadUrl: opts.uploadUrl,
+    ...(opts.upload !== undefined ? { upload: opts.upload } : {}),
+    ...(opts.inputFetch !== undefined ? { inputFetch: opts.inputFetch } : {}),
+    log: (msg) => app.log.warn(msg),
+  });
+  return mountApis(app, service, { ...opts, profile });
 }

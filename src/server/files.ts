@@ -1,8 +1,10 @@
-// In-memory file store: files uploaded through POST /v1/files (api-compat.md B.6, C.6) and output
-// images served by URL when the server has a public base URL. Uploads expire after 24 h like
-// Replicate's; outputs live as long as their prediction is remembered.
+// In-memory file store: files uploaded through POST /v1/files (https://replicate.com/docs/reference/http#files.create;
+// the replicate npm client's lib/files.js uploads Buffer inputs there) and output images served by
+// URL when the server has a public base URL. Uploads expire after 24 h like Replicate's; outputs
+// live as long as their prediction is remembered.
 
 import { createHash, randomBytes } from 'node:crypto';
+import type { FileService } from './service/types.js';
 
 export interface StoredFile {
   readonly id: string;
@@ -87,4 +89,22 @@ export class FileStore {
 /** `data:<type>;base64,<...>`. */
 export function dataUri(contentType: string, data: Buffer): string {
   return `data:${contentType};base64,${data.toString('base64')}`;
+}
+
+/** The FileService of the in-process service over a FileStore. */
+export function localFileService(store: FileStore): FileService {
+  const uploaded = (id: string) => {
+    const f = store.get(id);
+    return f && f.kind === 'upload' ? f : undefined;
+  };
+  return {
+    upload: async (f) => store.add({ kind: 'upload', ...f }),
+    uploaded: async (id) => uploaded(id),
+    uploads: async () => store.list('upload'),
+    deleteUpload: async (id) => uploaded(id) !== undefined && store.delete(id),
+    output: async (id, name) => {
+      const f = store.get(id);
+      return f && f.kind === 'output' && f.name === name ? f : undefined;
+    },
+  };
 }

@@ -1,10 +1,10 @@
-// File inputs given as http(s) URLs (api-compat.md A.14): the server downloads them before the
-// prediction is admitted, so the predictor only ever sees data: URIs. Each download is bounded — a
-// size cap (Content-Length checked first, then counted while reading), one deadline for the whole
-// download, a limit on redirects (followed by hand, http(s) only) — and must be an image
-// (`image/*`, or a generic binary type whose bytes the decoder sniffs). A failure names the field
-// and is answered 422 by both APIs. URLs appear in messages only without their query string and
-// credentials (signed URLs carry secrets there).
+// File inputs given as http(s) URLs (Cog's `Path` inputs: cog python/cog/types.py Path.validate):
+// the server downloads them before the prediction is admitted, so the predictor only ever sees
+// data: URIs. Each download is bounded — a size cap (Content-Length checked first, then counted
+// while reading), one deadline for the whole download, a limit on redirects (followed by hand,
+// http(s) only) — and must be an image (`image/*`, or a generic binary type whose bytes the
+// decoder sniffs). A failure names the field and is answered 422 by both APIs. URLs appear in
+// messages only without their query string and credentials (signed URLs carry secrets there).
 
 import type { Profile } from '../predictor/profiles.js';
 import { dataUri } from './files.js';

@@ -12,9 +12,8 @@ import type { ProfileName } from '../predictor/profiles.js';
 import type { LoraCache } from '../lora/cache.js';
 import type { LoraEnv } from '../lora/sources.js';
 import type { Backend } from '../tensor/backend.js';
-import type { ModelConfig } from './app.js';
 import { ConfigError, type ServerConfig } from './config.js';
-import { versionIdFor } from './replicate.js';
+import { type ModelConfig, versionIdFor } from './models.js';
 
 export interface HostedModelsOptions {
   readonly modelDir: string;

@@ -1,4 +1,5 @@
-// Output files PUT to an upload URL, as Cog does with `--upload-url` (api-compat.md A.15):
+// Output files PUT to an upload URL, as Cog does with `--upload-url` (cog python/cog/files.py
+// put_file_to_signed_endpoint; crates/coglet orchestrator.rs upload_file):
 // `PUT {base with a trailing slash}{basename}` with the raw bytes, `Content-Type` of the file and
 // `X-Prediction-ID`; retried on 408/429/500/502/503/504 and network errors (Python Cog: 3 retries,
 // backoff from 0.1 s). The output value is the response's `Location` header when present, else the

@@ -1,14 +1,56 @@
-// Prediction webhooks (api-compat.md A.16, B.8): POST the prediction object as JSON for the events
-// in `webhook_events_filter` (start, output, logs, completed), one at a time and in order. The
-// non-terminal ones are throttled (at most one per `throttleMs`; a dropped update is covered by the
-// next one, as in Cog) and sent once; the terminal `completed` one is always sent and retried with
-// exponential backoff on network errors, 429 and 5xx (coglet: 100 ms x 2^attempt, 12 retries).
+// Prediction webhooks (https://github.com/replicate/cog/blob/main/docs/http.md#webhooks, cog's
+// python/cog/server/webhook.py and response_throttler.py; https://replicate.com/docs/topics/webhooks):
+// POST the prediction object as JSON for the events in `webhook_events_filter` (start, output,
+// logs, completed), one at a time and in order. The non-terminal ones are throttled (at most one
+// per `throttleMs`; a dropped update is covered by the next one, as in Cog) and sent once; the
+// terminal `completed` one is always sent and retried with exponential backoff on network errors,
+// 429 and 5xx (coglet: 100 ms x 2^attempt, 12 retries). parseWebhook checks a request's two
+// webhook fields the same way for both APIs.
+
+import { type FieldProblem, ServiceError } from './errors.js';
 
 export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 export function isWebhookEvent(v: unknown): v is WebhookEvent {
   return typeof v === 'string' && (WEBHOOK_EVENTS as readonly string[]).includes(v);
+}
+
+export interface WebhookRequest {
+  readonly url: string | undefined;
+  /** Deduplicated; undefined: every event. */
+  readonly events: WebhookEvent[] | undefined;
+}
+
+const webhookProblem = (loc: (string | number)[], msg: string): ServiceError => {
+  const field: FieldProblem = { loc: ['body', ...loc], msg, type: 'value_error', replicate: { type: 'invalid' } };
+  return new ServiceError('invalid-request', msg, [field]);
+};
+
+/** `webhook` and `webhook_events_filter` of a request, checked like Cog's request model (throws ServiceError). */
+export function parseWebhook(webhook: unknown, filter: unknown): WebhookRequest {
+  let url: string | undefined;
+  if (webhook !== undefined && webhook !== null) {
+    let parsed: URL | undefined;
+    try {
+      parsed = typeof webhook === 'string' ? new URL(webhook) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (webhook as string).length > 65536) {
+      throw webhookProblem(['webhook'], 'webhook: must be an http or https URL');
+    }
+    url = webhook as string;
+  }
+  let events: WebhookEvent[] | undefined;
+  if (filter !== undefined && filter !== null) {
+    if (!Array.isArray(filter)) throw webhookProblem(['webhook_events_filter'], 'webhook_events_filter: must be a list of start, output, logs, completed');
+    filter.forEach((f: unknown, i) => {
+      if (!isWebhookEvent(f)) throw webhookProblem(['webhook_events_filter', i], `webhook_events_filter: ${JSON.stringify(f)} is not one of start, output, logs, completed`);
+    });
+    events = [...new Set(filter as WebhookEvent[])];
+  }
+  return { url, events };
 }
 
 export interface WebhookOptions {

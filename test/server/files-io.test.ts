@@ -8,7 +8,7 @@ import Replicate from 'replicate';
 import sharp from 'sharp';
 import type { PredictCallbacks, PredictionResult } from '../../src/predictor/predictor.js';
 import { validateInput } from '../../src/predictor/validate.js';
-import type { ServedPredictor } from '../../src/server/predictions.js';
+import type { ServedPredictor } from '../../src/server/models.js';
 import { uploadTarget } from '../../src/server/uploads.js';
 import { SMALL, StubPredictor, fromDataUri, json, localServer, post, readSse, startServer, tinyPredictor, waitUntil } from './helpers.js';
 
@@ -46,7 +46,7 @@ describe('--upload-url: output files PUT like Cog', () => {
     });
     const s = await startServer({ predictor: new StubPredictor(tinyPredictor()), uploadUrl: `${rx.url}/uploads` });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       // Cog sync prediction.
       const r = await json(await post(`${s.url}/predictions`, { id: 'up-1', input: SMALL }));
       assert.equal(r['status'], 'succeeded', String(r['error']));
@@ -81,7 +81,7 @@ describe('--upload-url: output files PUT like Cog', () => {
       logger: { level: 'trace', stream: sink(lines) },
     });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       const ok = await json(await post(`${s.url}/predictions`, { input: SMALL }));
       assert.equal(ok['status'], 'succeeded');
       assert.equal(rx.requests.length, 2);
@@ -104,7 +104,7 @@ describe('--upload-url: output files PUT like Cog', () => {
   it('without --upload-url: data URIs by default, URLs under publicBaseUrl for /v1 (unchanged)', async () => {
     const s = await startServer({ predictor: new StubPredictor(tinyPredictor()) });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       const r = await json(await post(`${s.url}/predictions`, { input: SMALL }));
       assert.match((r['output'] as string[])[0]!, /^data:image\/webp;base64,/);
     } finally {
@@ -144,7 +144,7 @@ describe('file inputs by http(s) URL', () => {
       res.writeHead(404).end('not found');
     });
     s = await startServer({ predictor: recorder, auth: 'tok', inputFetch: { maxBytes: MAX, timeoutMs: 500, maxRedirects: 3 }, logger: { level: 'trace', stream: sink(lines) } });
-    await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+    await waitUntil(() => s.service.setup.status === 'succeeded');
   });
   after(async () => {
     await s.close();
@@ -188,7 +188,7 @@ describe('file inputs by http(s) URL', () => {
     const mask = await post(`${s.url}/predictions`, { input: { prompt: 'x', image: `${files.url}/img.png`, mask: `${files.url}/nope` } });
     assert.equal(mask.status, 422);
     assert.deepEqual(((await json(mask)) as { detail: { loc: unknown[] }[] }).detail.map((d) => d.loc), [['body', 'input', 'mask']]);
-    assert.equal(s.app.predictions.queue.runningCount, 0);
+    assert.equal(s.service.queue.runningCount, 0);
     assert.doesNotMatch(lines.join(''), /secret/);
   });
 
@@ -232,13 +232,13 @@ describe('shutdown with SSE subscribers and uploads in flight', () => {
     });
     const s = await startServer({ predictor: new StubPredictor(tinyPredictor()), uploadUrl: `${rx.url}/hold` });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       const created = await json(await post(`${s.url}/v1/models/fluxserve/tiny/predictions`, { input: SMALL }));
       const stream = (created['urls'] as Record<string, string>)['stream']!;
       const cogDone = post(`${s.url}/predictions`, { input: SMALL }).catch(() => undefined); // 409 or queued behind: either is fine
       const readers = [readSse(stream), readSse(`${s.url}/v1/predictions/${String(created['id'])}/stream`)];
       await arrived;
-      const p = s.app.predictions.apiPrediction(String(created['id']))!;
+      const p = s.service.apiPrediction(String(created['id']))!;
       await waitUntil(() => p.events.subscriberCount === 2);
       assert.equal(p.status, 'processing');
 
@@ -250,9 +250,9 @@ describe('shutdown with SSE subscribers and uploads in flight', () => {
         assert.match(JSON.parse(got.events.at(-2)!.data).detail, /shut down/);
       }
       assert.equal(p.events.subscriberCount, 0);
-      assert.equal(s.app.predictions.openStreams, 0);
-      assert.equal(s.app.predictions.queue.runningCount, 0);
-      assert.ok(s.app.predictions.apiPredictions().every((x) => x.terminal));
+      assert.equal(s.service.openStreams, 0);
+      assert.equal(s.service.queue.runningCount, 0);
+      assert.ok(s.service.apiPredictions().every((x) => x.terminal));
       await waitUntil(() => uploadAborted, 5_000);
       await cogDone;
     } finally {

@@ -11,7 +11,8 @@ import type { PredictCallbacks, PredictionResult } from '../../src/predictor/pre
 import { Predictor } from '../../src/predictor/predictor.js';
 import { validateInput } from '../../src/predictor/validate.js';
 import { type ServerOptions, buildServer } from '../../src/server/app.js';
-import type { ServedPredictor } from '../../src/server/predictions.js';
+import type { ServedPredictor } from '../../src/server/models.js';
+import { LocalPredictionService } from '../../src/server/service/local.js';
 import { defaultBackend } from '../../src/tensor/registry.js';
 import { ensureTinyModel } from '../../src/tiny/generate.js';
 
@@ -31,6 +32,8 @@ export function tinyPredictor(): Predictor {
 
 export interface Running {
   readonly app: FastifyInstance;
+  /** The in-process service behind both APIs, for looking at its live state. */
+  readonly service: LocalPredictionService;
   /** http://127.0.0.1:PORT */
   readonly url: string;
   close(): Promise<void>;
@@ -40,7 +43,9 @@ export async function startServer(opts: Partial<ServerOptions> & { predictor?: S
   const app = buildServer({ predictor: opts.predictor ?? tinyPredictor(), ...opts });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as AddressInfo).port;
-  return { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
+  const service = app.predictions;
+  if (!(service instanceof LocalPredictionService)) throw new Error('buildServer must use the in-process service');
+  return { app, service, url: `http://127.0.0.1:${port}`, close: () => app.close() };
 }
 
 /**

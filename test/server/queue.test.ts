@@ -1,7 +1,7 @@
 // The in-process queue: slots, bounded backlog, cancellation through the AbortSignal, shutdown.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type DropReason, PredictionQueue, QueueRefusal } from '../../src/server/queue.js';
+import { type DropReason, PredictionQueue, QueueRefusal } from '../../src/server/service/queue.js';
 
 /** A job that runs until released or aborted, recording what happened to it. */
 function job(id: string, log: string[]) {

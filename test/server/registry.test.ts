@@ -118,7 +118,7 @@ describe('registered fine-tunes on one base model', () => {
     await app.listen({ port: 0, host: '127.0.0.1' });
     url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     replicate = new Replicate({ auth: 'x', baseUrl: `${url}/v1` });
-    await app.predictions.runSetup();
+    await app.predictions.start();
     const raw = Buffer.alloc(64 * 48 * 3);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 37) % 251;
     const png = await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } }).png().toBuffer();

@@ -7,7 +7,7 @@ import Replicate, { type Prediction } from 'replicate';
 import sharp from 'sharp';
 import { validateInput } from '../../src/predictor/validate.js';
 import type { PredictCallbacks, PredictionResult } from '../../src/predictor/predictor.js';
-import type { ServedPredictor } from '../../src/server/predictions.js';
+import type { ServedPredictor } from '../../src/server/models.js';
 import { GatedPredictor, type Running, SMALL, fromDataUri, json, post, readSse, startServer, tinyPredictor, waitUntil } from './helpers.js';
 
 const TOKEN = 'sse-token';
@@ -106,13 +106,13 @@ describe('prediction events: live subscribers', () => {
     const gated = new GatedPredictor(new ProgressStub(tinyPredictor()));
     const s = await startServer({ predictor: gated, auth: TOKEN, sseKeepAliveMs: 20 });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       const started = gated.nextStart();
       const created = await json(await post(`${s.url}/v1/models/fluxserve/tiny/predictions`, { input: { ...SMALL, num_inference_steps: 3 } }, auth));
       const id = String(created['id']);
       const stream = (created['urls'] as Record<string, string>)['stream']!;
       await started;
-      const p = s.app.predictions.apiPrediction(id)!;
+      const p = s.service.apiPrediction(id)!;
 
       // One subscriber leaves before anything happened.
       const leaver = new AbortController();
@@ -120,7 +120,7 @@ describe('prediction events: live subscribers', () => {
       await waitUntil(() => p.events.subscriberCount === 1);
       leaver.abort();
       await leaving.catch(() => undefined);
-      await waitUntil(() => p.events.subscriberCount === 0 && s.app.predictions.openStreams === 0, 5_000);
+      await waitUntil(() => p.events.subscriberCount === 0 && s.service.openStreams === 0, 5_000);
 
       // Another stays for the whole prediction: keep-alive comments do not disturb it.
       const seen: string[] = [];
@@ -132,7 +132,7 @@ describe('prediction events: live subscribers', () => {
       assert.deepEqual(got.events.map((e) => e.event).filter((n) => n !== 'log'), ['progress', 'progress', 'progress', 'output', 'output', 'done']);
       assert.deepEqual(got.events.filter((e) => e.event === 'log').map((e) => e.data), ['Using seed: 7', 'step 1/3', 'step 2/3', 'step 3/3']);
       assert.equal(p.events.subscriberCount, 0);
-      await waitUntil(() => s.app.predictions.openStreams === 0, 5_000);
+      await waitUntil(() => s.service.openStreams === 0, 5_000);
     } finally {
       await s.close();
     }
@@ -141,7 +141,7 @@ describe('prediction events: live subscribers', () => {
   it('a failed prediction sends error then done; replicate.stream() rejects with it', async () => {
     const s = await startServer({ predictor: new ProgressStub(tinyPredictor(), 'the GPU caught fire'), auth: TOKEN });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       const r = new Replicate({ auth: TOKEN, baseUrl: `${s.url}/v1` });
       await assert.rejects(async () => {
         for await (const _ of r.stream('fluxserve/tiny', { input: { ...SMALL } })) {
@@ -164,13 +164,13 @@ describe('prediction events: live subscribers', () => {
     const gated = new GatedPredictor(new ProgressStub(tinyPredictor()));
     const s = await startServer({ predictor: gated });
     try {
-      await waitUntil(() => s.app.predictions.setup.status === 'succeeded');
+      await waitUntil(() => s.service.setup.status === 'succeeded');
       const started = gated.nextStart();
       const r = await post(`${s.url}/predictions`, { id: 'cog-sse', input: SMALL }, { prefer: 'respond-async' });
       assert.equal(r.status, 202);
       await started;
       const reading = readSse(`${s.url}/predictions/cog-sse/stream`);
-      await waitUntil(() => s.app.predictions.inFlightPrediction('cog-sse')!.events.subscriberCount === 1);
+      await waitUntil(() => s.service.inFlightPrediction('cog-sse')!.events.subscriberCount === 1);
       assert.equal((await fetch(`${s.url}/predictions/cog-sse/cancel`, { method: 'POST' })).status, 200);
       const got = await reading;
       assert.deepEqual(got.events.map((e) => e.event), ['done']);

@@ -1,6 +1,6 @@
 // The in-process prediction queue: `concurrency` slots and a bounded backlog. The Cog routes ask
-// for a slot now (409 when none is free, api-compat.md A.12); the /v1 routes wait in the backlog
-// (429/503 when it is full). Jobs are cancelled through an AbortController whose signal reaches
+// for a slot now (409 when none is free, as coglet answers); the /v1 routes wait in the backlog
+// (503 when it is full). Jobs are cancelled through an AbortController whose signal reaches
 // predictor.predict; shutdown drops the backlog, gives running jobs a grace period, then aborts
 // them and waits for them to settle, so nothing is left running.
 
