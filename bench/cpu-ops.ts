@@ -61,7 +61,11 @@ function groupNormCase(C: number, H: number): Case {
   const w = rand([C]);
   const b = rand([C]);
   // counted as 10 flops per element, as the pool's split threshold does (+20 for the SiLU)
-  return { name: `groupNorm+silu 32 groups ${C}ch @${H}²`, flops: 30 * C * H * H, run: () => groupNorm(x, { groups: 32, weight: w, bias: b, eps: 1e-6, act: 'silu' }) };
+  return {
+    name: `groupNorm+silu 32 groups ${C}ch @${H}²`,
+    flops: 30 * C * H * H,
+    run: () => groupNorm(x, { groups: 32, weight: w, bias: b, eps: 1e-6, act: 'silu' }),
+  };
 }
 
 /**
@@ -118,11 +122,13 @@ for (const c of cases) {
     (c.flops / t1 / 1e9).toFixed(2),
     (tn * 1000).toFixed(2),
     (c.flops / tn / 1e9).toFixed(2),
-    (t1 / tn).toFixed(2) + 'x',
+    `${(t1 / tn).toFixed(2)}x`,
   ]);
 }
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-console.log(`cpu backend, node ${process.version}, pool threads ${threads} (FLUXSERVE_CPU_THREADS to change), best of runs, 1-min load average ${load0.toFixed(2)} at start`);
+console.log(
+  `cpu backend, node ${process.version}, pool threads ${threads} (FLUXSERVE_CPU_THREADS to change), best of runs, 1-min load average ${load0.toFixed(2)} at start`,
+);
 for (const [i, r] of rows.entries()) {
   console.log(r.map((v, j) => (j === 0 ? v.padEnd(widths[j]!) : v.padStart(widths[j]!))).join('  '));
   if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));

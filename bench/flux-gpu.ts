@@ -39,7 +39,9 @@ const opt = (name: string, dflt: string): string => {
 };
 const small = args.includes('--small');
 const runs = Math.max(1, Number(opt('--runs', small ? '2' : '5')));
-const sizes = opt('--sizes', small ? '128' : '1024,512').split(',').map(Number);
+const sizes = opt('--sizes', small ? '128' : '1024,512')
+  .split(',')
+  .map(Number);
 const variants = opt('--variants', 'dev,schnell').split(',') as ('dev' | 'schnell')[];
 const e2eSize = small ? 128 : 1024;
 const doE2e = !args.includes('--no-e2e');
@@ -141,7 +143,18 @@ function randomLora(flux: Flux, seed: number, rank = 16): ParsedLora {
   };
   const add = (key: string, lin: { weight: { shape: readonly number[] } }) => {
     const [out, inF] = lin.weight.shape as [number, number];
-    deltas.push({ kind: 'lowrank', module: key, rowStart: 0, rowEnd: out, cols: inF, scale: 1, source: key.slice(0, -7), rank, down: rnd(rank * inF, 0.01), up: rnd(out * rank, 0.01) });
+    deltas.push({
+      kind: 'lowrank',
+      module: key,
+      rowStart: 0,
+      rowEnd: out,
+      cols: inF,
+      scale: 1,
+      source: key.slice(0, -7),
+      rank,
+      down: rnd(rank * inF, 0.01),
+      up: rnd(out * rank, 0.01),
+    });
   };
   flux.double_blocks.forEach((b, i) => {
     for (const side of ['img', 'txt'] as const) {
@@ -180,7 +193,9 @@ function loraSwitch(be: Backend, flux: Flux, lines: string[]): void {
     be.synchronize();
     if ('dispose' in mgr && typeof mgr.dispose === 'function') mgr.dispose();
     if (times.length === 0) continue;
-    lines.push(`LoRA switch (${mode}, rank 16 on ${A.parsed.deltas.length} layers, ${(params / 1e6).toFixed(1)} M params each): median ${median(times).toFixed(1)} ms over ${times.length} switches`);
+    lines.push(
+      `LoRA switch (${mode}, rank 16 on ${A.parsed.deltas.length} layers, ${(params / 1e6).toFixed(1)} M params each): median ${median(times).toFixed(1)} ms over ${times.length} switches`,
+    );
     console.log(`  ${lines.at(-1)}`);
   }
 }
@@ -238,7 +253,10 @@ async function main(): Promise<void> {
       for (const size of sizes) {
         if (overBudget()) break;
         const sb = stepBench(be, models, size);
-        for (const [label, fn] of [[mode, sb.eager], [`${mode}+graph`, sb.graph]] as const) {
+        for (const [label, fn] of [
+          [mode, sb.eager],
+          [`${mode}+graph`, sb.graph],
+        ] as const) {
           if (!fn) continue;
           const ms = timeIt(be, runs, fn);
           const m = cudaMemStats();
@@ -260,22 +278,38 @@ async function main(): Promise<void> {
         for (let r = 0; r < runs + 1; r++) {
           let latents: Float32Array | undefined;
           const t = performance.now();
-          const [img] = await txt2img(models, { prompt: 'bench', width: e2eSize, height: e2eSize, steps, guidance: 3.5, seed: 0, numOutputs: 1 }, {
-            onLatents: (l) => (latents = l),
-          });
+          const [img] = await txt2img(
+            models,
+            { prompt: 'bench', width: e2eSize, height: e2eSize, steps, guidance: 3.5, seed: 0, numOutputs: 1 },
+            {
+              onLatents: (l) => (latents = l),
+            },
+          );
           if (encode) await encode(img!.chw, img!.height, img!.width);
           be.synchronize();
           if (r > 0) times.push(performance.now() - t); // run 0 is the warm-up
           results[mode] = { latents: latents!, pixels: img!.chw };
         }
         const m = cudaMemStats();
-        rows.push({ impl: 'fluxserve', mode, variant, what: 'e2e', size: e2eSize, steps, ms: median(times), runs, ...(m ? { peakGiB: gib(m.peakAllocated) } : {}) });
+        rows.push({
+          impl: 'fluxserve',
+          mode,
+          variant,
+          what: 'e2e',
+          size: e2eSize,
+          steps,
+          ms: median(times),
+          runs,
+          ...(m ? { peakGiB: gib(m.peakAllocated) } : {}),
+        });
         console.log(`  e2e ${variant} ${mode} ${e2eSize}² ${steps} steps: median ${median(times).toFixed(0)} ms`);
       }
       if (results['bf16'] && results['go_fast']) {
         const l = psnr(results['go_fast'].latents, results['bf16'].latents);
         const p = psnr(results['go_fast'].pixels, results['bf16'].pixels);
-        quality.push(`| ${variant} | ${e2eSize}² | ${steps} | ${l.mae.toExponential(3)} | ${l.psnr.toFixed(2)} | ${p.mae.toExponential(3)} | ${p.psnr.toFixed(2)} |`);
+        quality.push(
+          `| ${variant} | ${e2eSize}² | ${steps} | ${l.mae.toExponential(3)} | ${l.psnr.toFixed(2)} | ${p.mae.toExponential(3)} | ${p.psnr.toFixed(2)} |`,
+        );
       }
     }
     if (variant === 'dev' && !args.includes('--no-lora') && !overBudget()) {
@@ -304,7 +338,7 @@ async function main(): Promise<void> {
   const out = opt('--out', '');
   if (out) fs.writeFileSync(out, table);
   const json = opt('--json', '');
-  if (json) fs.writeFileSync(json, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  if (json) fs.writeFileSync(json, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
 }
 
 function render(rows: Row[], quality: string[], device: string): string {
@@ -324,9 +358,16 @@ function render(rows: Row[], quality: string[], device: string): string {
     );
   }
   if (quality.length > 0) {
-    lines.push('', 'go_fast vs bf16, same seed:', '', '| variant | size | steps | latents MAE | latents PSNR dB | pixels MAE | pixels PSNR dB |', '| --- | --- | --- | --- | --- | --- | --- |', ...quality);
+    lines.push(
+      '',
+      'go_fast vs bf16, same seed:',
+      '',
+      '| variant | size | steps | latents MAE | latents PSNR dB | pixels MAE | pixels PSNR dB |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+      ...quality,
+    );
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 main().then(

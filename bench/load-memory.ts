@@ -182,8 +182,20 @@ function runChild(mode: 'baseline' | 'load' | 'write', file: string, depth: numb
   const r = spawnSync(
     process.execPath,
     [
-      script, '--child', mode, '--file', file, '--depth', String(depth), '--single', String(single),
-      '--dtype', dtype, '--layout', LAYOUT, ...(forward ? ['--forward'] : []),
+      script,
+      '--child',
+      mode,
+      '--file',
+      file,
+      '--depth',
+      String(depth),
+      '--single',
+      String(single),
+      '--dtype',
+      dtype,
+      '--layout',
+      LAYOUT,
+      ...(forward ? ['--forward'] : []),
     ],
     { encoding: 'utf8', maxBuffer: 1 << 20 },
   );
@@ -226,14 +238,17 @@ function main(): void {
     let t0 = performance.now();
     const writer = runChild('write', file, depth, single, dtype);
     const fileBytes = fs.statSync(file).size;
-    console.log(`written in ${((performance.now() - t0) / 1000).toFixed(1)} s (${(fileBytes / GB).toFixed(3)} GB); writer peak RSS ${(writer.maxRssBytes / MB).toFixed(0)} MB`);
+    console.log(
+      `written in ${((performance.now() - t0) / 1000).toFixed(1)} s (${(fileBytes / GB).toFixed(3)} GB); writer peak RSS ${(writer.maxRssBytes / MB).toFixed(0)} MB`,
+    );
 
     t0 = performance.now();
     const base = runChild('baseline', file, depth, single, dtype);
     const forward = process.argv.includes('--forward');
     const load = runChild('load', file, depth, single, dtype, forward);
     console.log(`loaded ${load.tensors} tensors (${(load.weightBytes / GB).toFixed(3)} GB as ${dtype}) in ${load.loadSeconds.toFixed(1)} s`);
-    if (forward) console.log(`one forward (16 + 8 tokens) in ${load.forwardSeconds.toFixed(1)} s; CPU decode cache ${(load.decodeCacheBytes / MB).toFixed(0)} MB`);
+    if (forward)
+      console.log(`one forward (16 + 8 tokens) in ${load.forwardSeconds.toFixed(1)} s; CPU decode cache ${(load.decodeCacheBytes / MB).toFixed(0)} MB`);
     console.log('');
 
     const rows: [string, string][] = [

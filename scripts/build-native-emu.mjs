@@ -35,12 +35,19 @@ export function rewriteLaunches(src) {
     for (;;) {
       const ch = src[s - 1];
       if (ch === undefined) break;
-      if (/[A-Za-z0-9_:#]/.test(ch)) { s--; continue; }
+      if (/[A-Za-z0-9_:#]/.test(ch)) {
+        s--;
+        continue;
+      }
       if (ch === '>') {
-        let depth = 0, j = s - 1;
+        let depth = 0,
+          j = s - 1;
         for (; j >= 0; j--) {
           if (src[j] === '>') depth++;
-          else if (src[j] === '<') { depth--; if (depth === 0) break; }
+          else if (src[j] === '<') {
+            depth--;
+            if (depth === 0) break;
+          }
         }
         if (j < 0) throw new Error(`unbalanced template arguments before launch at ${at}`);
         s = j;
@@ -56,13 +63,17 @@ export function rewriteLaunches(src) {
     let p = cfgEnd + 3;
     while (/\s/.test(src[p])) p++;
     if (src[p] !== '(') throw new Error(`expected ( after >>> at offset ${p}`);
-    let depth = 0, e = p;
+    let depth = 0,
+      e = p;
     for (; e < src.length; e++) {
       if (src[e] === '(') depth++;
-      else if (src[e] === ')') { depth--; if (depth === 0) break; }
+      else if (src[e] === ')') {
+        depth--;
+        if (depth === 0) break;
+      }
     }
     const callArgs = src.slice(p + 1, e);
-    out += src.slice(pos, s) + `fxs_emu::launch([=]() { ${kernel}(${callArgs}); }, ${cfg})`;
+    out += `${src.slice(pos, s)}fxs_emu::launch([=]() { ${kernel}(${callArgs}); }, ${cfg})`;
     pos = e + 1;
   }
   return out + src.slice(pos);
@@ -116,9 +127,18 @@ async function main() {
   const emuUnits = ['emu.cc', 'runtime_emu.cc'].map((f) => path.join(native, 'emu', f)); // the emulator (scheduler, runtime API)
   units.push(path.join(native, 'addon.cc'), ...emuUnits, path.join(native, 'emu', 'cublaslt_emu.cc'));
   const flags = [
-    '-std=c++17', asan ? '-O1' : '-O2', '-g', '-fPIC', '-fvisibility=hidden', '-DFLUXSERVE_HAVE_CUBLASLT',
-    '-DNODE_GYP_MODULE_NAME=fluxserve_cuda', `-I${path.join(native, 'emu')}`, `-I${srcDir}`, `-I${nodeInc}`,
-    '-Wno-unused-function', '-Wno-unknown-pragmas',
+    '-std=c++17',
+    asan ? '-O1' : '-O2',
+    '-g',
+    '-fPIC',
+    '-fvisibility=hidden',
+    '-DFLUXSERVE_HAVE_CUBLASLT',
+    '-DNODE_GYP_MODULE_NAME=fluxserve_cuda',
+    `-I${path.join(native, 'emu')}`,
+    `-I${srcDir}`,
+    `-I${nodeInc}`,
+    '-Wno-unused-function',
+    '-Wno-unknown-pragmas',
   ];
   if (asan) flags.push('-fsanitize=address,undefined', '-fno-omit-frame-pointer');
   const jobs = Math.max(1, Number(process.env.JOBS) || os.availableParallelism?.() || 2);
@@ -131,8 +151,15 @@ async function main() {
       objs.push(o);
       // rebuild only what changed (sources and every header they may include)
       // (addon.cc includes native/ops.gen.inc, which is not copied)
-      const newest = Math.max(fs.statSync(u).mtimeMs, ...[srcDir, native, path.join(native, 'emu')].flatMap((d) =>
-        fs.readdirSync(d).filter((f) => /\.(h|cuh|inc)$/.test(f)).map((f) => fs.statSync(path.join(d, f)).mtimeMs)));
+      const newest = Math.max(
+        fs.statSync(u).mtimeMs,
+        ...[srcDir, native, path.join(native, 'emu')].flatMap((d) =>
+          fs
+            .readdirSync(d)
+            .filter((f) => /\.(h|cuh|inc)$/.test(f))
+            .map((f) => fs.statSync(path.join(d, f)).mtimeMs),
+        ),
+      );
       if (fs.existsSync(o) && fs.statSync(o).mtimeMs > newest) continue;
       await run(cxx, [...flags, '-c', u, '-o', o]);
     }

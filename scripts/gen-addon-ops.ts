@@ -102,7 +102,9 @@ function comment(text: string): string[] {
 }
 
 const enumOf = (prefix: string, codes: Record<string, number>): string =>
-  `enum { ${Object.entries(codes).map(([k, v]) => `${prefix}${k.toUpperCase()} = ${v}`).join(', ')} };`;
+  `enum { ${Object.entries(codes)
+    .map(([k, v]) => `${prefix}${k.toUpperCase()} = ${v}`)
+    .join(', ')} };`;
 
 export function renderOpsHeader(): string {
   const out = [

@@ -16,7 +16,9 @@ if (cmd === 'reference-check') {
   const { referenceCheck } = await import('../dist/src/debug/reference-check.js');
   const { results, ok } = await referenceCheck(resolve(arg ?? 'test/fixtures/bfl-tiny-a'), { backend: be, log: (l) => console.log(l) });
   for (const r of results) {
-    console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name}: relErr ${r.relErr.toExponential(3)} maxAbs ${r.maxAbsDiff.toExponential(3)} (${r.metric} <= ${r.tol})${r.note ? ` ${r.note}` : ''}`);
+    console.log(
+      `${r.ok ? 'ok  ' : 'FAIL'} ${r.name}: relErr ${r.relErr.toExponential(3)} maxAbs ${r.maxAbsDiff.toExponential(3)} (${r.metric} <= ${r.tol})${r.note ? ` ${r.note}` : ''}`,
+    );
   }
   console.log(ok ? 'reference-check: all within tolerance' : 'reference-check: FAILED');
   process.exit(ok ? 0 : 1);
@@ -32,14 +34,16 @@ if (cmd === 'reference-check') {
     },
   };
   const time = (label, flops, fn, reps = 10) => {
-    fn(); be.synchronize();
+    fn();
+    be.synchronize();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < reps; i++) fn();
     be.synchronize();
     const ms = Number(process.hrtime.bigint() - t0) / 1e6 / reps;
     console.log(`${label}: ${ms.toFixed(3)} ms${flops ? `, ${(flops / ms / 1e9).toFixed(1)} TFLOP/s` : ''}`);
   };
-  const L = 4096 + 512, Dm = 3072;
+  const L = 4096 + 512,
+    Dm = 3072;
   const x = randomBf16([1, L, Dm]);
   const wqkv = randomBf16([3 * Dm, Dm]);
   const wmlp = randomBf16([4 * Dm, Dm]);

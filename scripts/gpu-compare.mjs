@@ -98,11 +98,20 @@ for (let r = 0; r < 1 + reps; r++) {
   be.synchronize();
   times.push(performance.now() - t0);
 }
-console.log(`forward [1, ${img.shape[1]} + ${txt.shape[1]} tokens]: first ${(times[0] / 1e3).toFixed(3)} s, then ${times.slice(1).map((t) => (t / 1e3).toFixed(3)).join(', ')} s`);
+console.log(
+  `forward [1, ${img.shape[1]} + ${txt.shape[1]} tokens]: first ${(times[0] / 1e3).toFixed(3)} s, then ${times
+    .slice(1)
+    .map((t) => (t / 1e3).toFixed(3))
+    .join(', ')} s`,
+);
 mem('forward');
 const ours = out.toFloat32();
 let finite = true;
-for (const v of ours) if (!Number.isFinite(v)) { finite = false; break; }
+for (const v of ours)
+  if (!Number.isFinite(v)) {
+    finite = false;
+    break;
+  }
 const rms = Math.sqrt(ours.reduce((s, v) => s + v * v, 0) / ours.length);
 console.log(`ours: shape [${out.shape.join(', ')}] ${out.dtype}, rms ${rms.toPrecision(4)}, finite ${finite}`);
 const r16 = refOut('ref-bf16.safetensors');
@@ -117,7 +126,9 @@ try {
 } catch (e) {
   console.log(`no f32 reference: ${e.message}`);
 }
-console.log(JSON.stringify({ backend: be.name, dtype, forwardS: times.slice(1).map((t) => t / 1e3), relErrBf16: e16, relErrF32: e32, finite, peak: cuda.cudaMemStats() }));
+console.log(
+  JSON.stringify({ backend: be.name, dtype, forwardS: times.slice(1).map((t) => t / 1e3), relErrBf16: e16, relErrF32: e32, finite, peak: cuda.cudaMemStats() }),
+);
 out.dispose();
 for (const t of [img, txt, y]) t.dispose();
 flux.dispose();

@@ -26,7 +26,9 @@ const { txt2img } = await import('../dist/src/sampling/txt2img.js');
 
 const be = reg.defaultBackend();
 const desc = cuda.cudaDeviceDescription();
-console.log(`backend: ${be.name}${desc ? ` on ${desc}` : ''}; ${small ? 'SMALL config' : 'full-size FLUX.1-dev + T5-XXL + CLIP-L + AE'}; ${size}x${size}, ${steps} steps`);
+console.log(
+  `backend: ${be.name}${desc ? ` on ${desc}` : ''}; ${small ? 'SMALL config' : 'full-size FLUX.1-dev + T5-XXL + CLIP-L + AE'}; ${size}x${size}, ${steps} steps`,
+);
 const gib = (b) => (b / 2 ** 30).toFixed(2);
 const mem = (label) => {
   const m = cuda.cudaMemStats();
@@ -60,7 +62,8 @@ const images = await txt2img(
     onStep: (p) => {
       be.synchronize();
       stepEnds.push(performance.now());
-      if (p.step === 1 || p.step === p.total || p.step % 7 === 0) console.log(`  step ${p.step}/${p.total}: ${((stepEnds.at(-1) - (stepEnds.at(-2) ?? tEncoded)) / 1e3).toFixed(3)} s`);
+      if (p.step === 1 || p.step === p.total || p.step % 7 === 0)
+        console.log(`  step ${p.step}/${p.total}: ${((stepEnds.at(-1) - (stepEnds.at(-2) ?? tEncoded)) / 1e3).toFixed(3)} s`);
     },
   },
 );
@@ -75,14 +78,18 @@ for (const v of px) {
   if (!Number.isFinite(v)) finite = false;
   sum += v * v;
 }
-console.log(`text encode ${((tEncoded - tStart) / 1e3).toFixed(2)} s; denoise ${steps} steps ${((stepEnds.at(-1) - tEncoded) / 1e3).toFixed(2)} s ` +
-  `(per step: first ${stepS[0].toFixed(3)} s, median ${sorted[Math.floor(sorted.length / 2)].toFixed(3)} s, min ${sorted[0].toFixed(3)} s); ` +
-  `VAE decode ${((tEnd - stepEnds.at(-1)) / 1e3).toFixed(2)} s; total ${((tEnd - tStart) / 1e3).toFixed(2)} s`);
+console.log(
+  `text encode ${((tEncoded - tStart) / 1e3).toFixed(2)} s; denoise ${steps} steps ${((stepEnds.at(-1) - tEncoded) / 1e3).toFixed(2)} s ` +
+    `(per step: first ${stepS[0].toFixed(3)} s, median ${sorted[Math.floor(sorted.length / 2)].toFixed(3)} s, min ${sorted[0].toFixed(3)} s); ` +
+    `VAE decode ${((tEnd - stepEnds.at(-1)) / 1e3).toFixed(2)} s; total ${((tEnd - tStart) / 1e3).toFixed(2)} s`,
+);
 console.log(`image [3, ${images[0].height}, ${images[0].width}] finite ${finite}, rms ${Math.sqrt(sum / px.length).toPrecision(4)}`);
 const m = mem('prediction (peak since after load; weights included)');
 if (m) {
   // the loop's machinery on this device: CUDA graph replays (steps 2..n), the wgmma attention's self-check
-  console.log(`graph replays ${m.graphLaunches}, host waits ${m.hostWaits} (this script synchronises every step to time it), wgmma attention: ${cuda.cudaAttentionKernel()}`);
+  console.log(
+    `graph replays ${m.graphLaunches}, host waits ${m.hostWaits} (this script synchronises every step to time it), wgmma attention: ${cuda.cudaAttentionKernel()}`,
+  );
 }
 console.log(JSON.stringify({ backend: be.name, small, size, steps, params: total, stepS, totalS: (tEnd - tStart) / 1e3, finite, mem: m }));
 models.dispose();

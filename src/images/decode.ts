@@ -69,11 +69,7 @@ export function inputBytes(input: string | Uint8Array, field = 'image'): Buffer 
 export async function decodeRgb(bytes: Buffer, field = 'image'): Promise<RgbImage> {
   let out: { data: Buffer; info: sharp.OutputInfo };
   try {
-    out = await sharp(bytes, { failOn: 'error' })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    out = await sharp(bytes, { failOn: 'error' }).toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw new ImageInputError(field, `cannot decode the image (${(e as Error).message})`);
   }

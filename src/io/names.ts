@@ -320,9 +320,7 @@ class RenamedSource implements TensorSource {
         if (prev === undefined) {
           this.plans.set(name, plan);
         } else if (!(prev.kind === 'concat' && prev.srcs.includes(key))) {
-          throw new Error(
-            `${label}: ${name} would come from both ${planSources(prev).join(' + ')} and ${key}; the checkpoint mixes layouts`,
-          );
+          throw new Error(`${label}: ${name} would come from both ${planSources(prev).join(' + ')} and ${key}; the checkpoint mixes layouts`);
         }
       }
     }
@@ -381,8 +379,7 @@ class RenamedSource implements TensorSource {
     infos.forEach((inf, t) => {
       if (inf.dtype !== first.dtype) {
         throw new Error(
-          `${this.label}: cannot concatenate ${name} from parts of different dtypes: ` +
-            srcs.map((k, u) => `${k} ${infos[u]!.dtype}`).join(', '),
+          `${this.label}: cannot concatenate ${name} from parts of different dtypes: ${srcs.map((k, u) => `${k} ${infos[u]!.dtype}`).join(', ')}`,
         );
       }
       if (inf.shape.length === 0 || shapeStr(inf.shape.slice(1)) !== shapeStr(rest)) {
@@ -401,9 +398,7 @@ class RenamedSource implements TensorSource {
     const rows = s.shape[0] ?? 0;
     const sizes = p.sizes(rows);
     if (sizes.some((x) => !Number.isInteger(x) || x <= 0) || sizes.reduce((a, b) => a + b, 0) !== rows) {
-      throw new Error(
-        `${this.label}: cannot split the ${rows} rows of ${p.src} ${shapeStr(s.shape)} into [${sizes.join(', ')}]`,
-      );
+      throw new Error(`${this.label}: cannot split the ${rows} rows of ${p.src} ${shapeStr(s.shape)} into [${sizes.join(', ')}]`);
     }
     return sizes;
   }
@@ -579,7 +574,7 @@ export function bflToDiffusersTransformer(src: TensorSource): TensorSource {
           const w = `single_blocks.${i}.linear1.weight`;
           sizes = (rows) => {
             const wi = src.info(w);
-            if (!wi || wi.shape.length !== 2) {
+            if (wi?.shape.length !== 2) {
               throw new Error(`${src.label}: splitting ${key} needs ${w} (2-D) for the hidden size`);
             }
             const h = wi.shape[1]!;
@@ -596,9 +591,7 @@ export function bflToDiffusersTransformer(src: TensorSource): TensorSource {
 /** Strips `model.diffusion_model.` (ComfyUI single files); other keys keep their names. */
 export function stripBflPrefix(src: TensorSource, prefix = BFL_PREFIX): TensorSource {
   if (!src.keys().some((k) => k.startsWith(prefix))) return src;
-  return new RenamedSource(src, src.label, (key) =>
-    key.startsWith(prefix) ? [[key.slice(prefix.length), { kind: 'copy', src: key }]] : undefined,
-  );
+  return new RenamedSource(src, src.label, (key) => (key.startsWith(prefix) ? [[key.slice(prefix.length), { kind: 'copy', src: key }]] : undefined));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ export interface MapEntry extends TensorInfo {
 export class MapSource implements TensorSource {
   readonly entries = new Map<string, MapEntry>();
 
-  constructor(readonly label = 'memory', entries?: Iterable<[string, MapEntry]>) {
+  constructor(
+    readonly label = 'memory',
+    entries?: Iterable<[string, MapEntry]>,
+  ) {
     if (entries) for (const [k, v] of entries) this.set(k, v.dtype, v.shape, v.data);
   }
 

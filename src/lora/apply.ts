@@ -103,9 +103,7 @@ export function planLoras(
     for (const d of l.parsed.deltas) {
       const e = entry(d.module, name);
       if (d.cols !== e.cols || d.rowStart < 0 || d.rowEnd > e.rows || d.rowStart >= d.rowEnd) {
-        throw new LoraApplyError(
-          `${name}: delta ${d.source} (rows [${d.rowStart}, ${d.rowEnd}) x ${d.cols}) does not fit ${d.module} [${e.shape.join(', ')}]`,
-        );
+        throw new LoraApplyError(`${name}: delta ${d.source} (rows [${d.rowStart}, ${d.rowEnd}) x ${d.cols}) does not fit ${d.module} [${e.shape.join(', ')}]`);
       }
       e.r0 = Math.min(e.r0, d.rowStart);
       e.r1 = Math.max(e.r1, d.rowEnd);
@@ -160,7 +158,7 @@ export function fuseRows(plan: ParamPlan, dtype: DType, pristine: RawArray): Raw
 export function findParam(model: Flux, key: string): Tensor | undefined {
   let node: unknown = model;
   for (const part of key.split('.')) {
-    if (node === null || typeof node !== 'object' || !Object.prototype.hasOwnProperty.call(node, part)) return undefined;
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, part)) return undefined;
     node = (node as Record<string, unknown>)[part];
   }
   return node instanceof Tensor ? node : undefined;

@@ -106,7 +106,7 @@ export function defaultLoraCacheDir(env: NodeJS.ProcessEnv = process.env): strin
 /** A salted hash standing for a credential (never the credential itself). */
 export function credentialId(credential: string | undefined): string {
   if (!credential) return 'anon';
-  return 'cred-' + createHash('sha256').update(TOKEN_SALT).update('\0').update(credential).digest('hex').slice(0, 24);
+  return `cred-${createHash('sha256').update(TOKEN_SALT).update('\0').update(credential).digest('hex').slice(0, 24)}`;
 }
 
 export class LoraCache {
@@ -392,7 +392,7 @@ export class LoraCache {
       const file = await this.toSafetensors(tmp, what, temps);
       const dest = this.pathOf(key);
       const bytes = fs.statSync(file).size;
-      fs.writeFileSync(join(this.dir, `${key}.json`), JSON.stringify({ source: what, bytes, created: new Date().toISOString() }) + '\n');
+      fs.writeFileSync(join(this.dir, `${key}.json`), `${JSON.stringify({ source: what, bytes, created: new Date().toISOString() })}\n`);
       fs.renameSync(file, dest);
       this.log(`LoRA downloaded: ${what} (${bytes} bytes in ${((Date.now() - started) / 1000).toFixed(2)} s)`);
       this.evict(key);
@@ -437,7 +437,16 @@ export class LoraCache {
         throw new LoraSourceError('invalid', `${what}: ${(e as Error).message.replace(file, 'tar')}`);
       }
       const found = safetensorsMembers(members);
-      if (found.length === 0) throw new LoraSourceError('invalid', `${what}: no .safetensors file in the tar archive (members: ${members.map((m) => m.name).slice(0, 20).join(', ') || 'none'})`);
+      if (found.length === 0)
+        throw new LoraSourceError(
+          'invalid',
+          `${what}: no .safetensors file in the tar archive (members: ${
+            members
+              .map((m) => m.name)
+              .slice(0, 20)
+              .join(', ') || 'none'
+          })`,
+        );
       let pick = found.length === 1 ? found[0] : undefined;
       if (!pick) {
         const named = found.filter((m) => /(^|\/)lora\.safetensors$/.test(m.name));
@@ -583,7 +592,13 @@ async function errorDetail(res: Response): Promise<string> {
 export function httpFailure(status: number, what: string, detail = ''): [LoraSourceError['code'], string, number] {
   const d = detail ? ` (${detail})` : '';
   if (status === 401 || status === 403) {
-    const host = /huggingface/i.test(what) ? 'set HF_TOKEN or pass hf_api_token' : /civitai/i.test(what) ? 'set CIVITAI_API_TOKEN or pass civitai_api_token' : /replicate/i.test(what) ? 'set REPLICATE_API_TOKEN' : 'the URL may need a token or a signed query';
+    const host = /huggingface/i.test(what)
+      ? 'set HF_TOKEN or pass hf_api_token'
+      : /civitai/i.test(what)
+        ? 'set CIVITAI_API_TOKEN or pass civitai_api_token'
+        : /replicate/i.test(what)
+          ? 'set REPLICATE_API_TOKEN'
+          : 'the URL may need a token or a signed query';
     const verb = status === 401 ? 'authentication required' : 'authentication failed (no access)';
     return ['auth', `${verb} for ${what}${d}; ${host}`, status];
   }

@@ -29,12 +29,7 @@ export function matmul(a: Float32Array, b: Float32Array, m: number, k: number, n
 }
 
 /** kron(A [a, b], B [c, d]) = [a·c, b·d], element (i·c + k, j·d + l) = A[i, j]·B[k, l]. */
-export function kron(
-  x: Float32Array,
-  [a, b]: readonly [number, number],
-  y: Float32Array,
-  [c, d]: readonly [number, number],
-): Float32Array {
+export function kron(x: Float32Array, [a, b]: readonly [number, number], y: Float32Array, [c, d]: readonly [number, number]): Float32Array {
   if (x.length !== a * b || y.length !== c * d) throw new Error(`kron: factor sizes do not match [${a}, ${b}] and [${c}, ${d}]`);
   const cols = b * d;
   const out = new Float32Array(a * c * cols);

@@ -23,15 +23,7 @@ import type { TensorSource } from '../io/source.js';
 import { rawToF32 } from '../tensor/dtype.js';
 import { denseDelta, kron, matmul, swapRowHalves } from './delta.js';
 import { indexTarget, type Slot, type TargetIndex } from './names.js';
-import type {
-  DroppedKey,
-  FullDelta,
-  LoraDelta,
-  LoraFormat,
-  LoraTarget,
-  ParamOverride,
-  ParsedLora,
-} from './types.js';
+import type { DroppedKey, FullDelta, LoraDelta, LoraFormat, LoraTarget, ParamOverride, ParsedLora } from './types.js';
 
 export type * from './types.js';
 export { applyDeltaTo, denseDelta } from './delta.js';
@@ -168,8 +160,7 @@ function stripWrappers(stem: string): string {
 const UNDERSCORE_PREFIXES = ['lora_unet_', 'lycoris_', 'lora_transformer_', 'lora_'];
 
 const BFL_HEAD = /^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)(\.|$)/;
-const DIFFUSERS_HEAD =
-  /^(transformer_blocks|single_transformer_blocks|x_embedder|context_embedder|time_text_embed|norm_out|proj_out)(\.|$)/;
+const DIFFUSERS_HEAD = /^(transformer_blocks|single_transformer_blocks|x_embedder|context_embedder|time_text_embed|norm_out|proj_out)(\.|$)/;
 const UNDERSCORE_HEAD =
   /^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer|transformer_blocks|single_transformer_blocks|x_embedder|context_embedder|time_text_embed|norm_out|proj_out)(_|$)/;
 const XLABS_STEM = /^(double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]|single_blocks\.\d+\.processor\.(qkv|proj)_lora)$/;
@@ -236,7 +227,10 @@ function textEncoderReason(key: string): string | undefined {
 const NOT_FLUX: Array<[RegExp, string]> = [
   [/^lora_unet_(down_blocks|up_blocks|mid_block)_/, 'a Stable Diffusion / SDXL UNet LoRA (kohya lora_unet_down_blocks_*)'],
   [/^lora_unet_(input_blocks|output_blocks|middle_block)_/, 'a Stable Diffusion / SDXL UNet LoRA (kohya lora_unet_input_blocks_*)'],
-  [/^(unet\.|(.*\.)?(down_blocks|up_blocks)\.\d+\.(attentions|resnets)\.|(.*\.)?mid_block\.(attentions|resnets)\.)/, 'a Stable Diffusion / SDXL UNet LoRA (diffusers unet.* names)'],
+  [
+    /^(unet\.|(.*\.)?(down_blocks|up_blocks)\.\d+\.(attentions|resnets)\.|(.*\.)?mid_block\.(attentions|resnets)\.)/,
+    'a Stable Diffusion / SDXL UNet LoRA (diffusers unet.* names)',
+  ],
   [/^(model\.diffusion_model\.|diffusion_model\.)?(input_blocks|output_blocks|middle_block)\./, 'a Stable Diffusion / SDXL UNet (LDM names)'],
   [/^lora_unet_joint_blocks_|^(model\.diffusion_model\.|diffusion_model\.|transformer\.)?joint_blocks\./, 'a Stable Diffusion 3 LoRA (joint_blocks)'],
   [/^lora_te2_/, 'an SDXL LoRA (second text encoder lora_te2_)'],
@@ -298,9 +292,11 @@ export function detectLoraFormat(keys: readonly string[], label = 'LoRA'): LoraF
       if (p.role === 'Bbias') control = true;
       if (fam === 'xlabs') xlabs = true;
       else if (fam === 'underscore') kohya = true;
-      else if (fam === 'diffusers') diffusers = true; // also lora_down/lora_up under transformer.
+      else if (fam === 'diffusers')
+        diffusers = true; // also lora_down/lora_up under transformer.
       else if (fam === 'bfl') {
-        if (p.spelling === 'downup') kohya = true; // ComfyUI spelling of a kohya file
+        if (p.spelling === 'downup')
+          kohya = true; // ComfyUI spelling of a kohya file
         else bfl = true;
       }
     }
@@ -486,11 +482,10 @@ export function parseLora(src: TensorSource, target: LoraTarget, opts: ParseLora
     const list = used.get(module) ?? [];
     for (const [a, b, other] of list) {
       if (r0 < b && a < r1 && other !== source) {
-        throw new LoraFormatError(
-          'duplicate',
-          `${label}: ${source} and ${other} both modify rows [${Math.max(a, r0)}, ${Math.min(b, r1)}) of ${module}`,
-          [source, other],
-        );
+        throw new LoraFormatError('duplicate', `${label}: ${source} and ${other} both modify rows [${Math.max(a, r0)}, ${Math.min(b, r1)}) of ${module}`, [
+          source,
+          other,
+        ]);
       }
     }
     list.push([r0, r1, source]);
@@ -534,11 +529,9 @@ export function parseLora(src: TensorSource, target: LoraTarget, opts: ParseLora
     const shape = target.keys.get(bflKey)!;
     const n = shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== n) {
-      throw new LoraFormatError(
-        'shape',
-        `${label}: ${key}: shape [${t.shape.join(', ')}] does not fit ${bflKey} [${shape.join(', ')}] of the base model`,
-        [key],
-      );
+      throw new LoraFormatError('shape', `${label}: ${key}: shape [${t.shape.join(', ')}] does not fit ${bflKey} [${shape.join(', ')}] of the base model`, [
+        key,
+      ]);
     }
     if (overrides.some((o) => o.key === bflKey)) {
       throw new LoraFormatError('duplicate', `${label}: ${key} replaces ${bflKey} a second time`, [key]);
@@ -569,9 +562,7 @@ export function parseLora(src: TensorSource, target: LoraTarget, opts: ParseLora
 
   const teDropped = dropped.filter((d) => textEncoderReason(d.key));
   if (teDropped.length > 0) {
-    warnings.push(
-      `${teDropped.length} text-encoder LoRA tensor(s) ignored (e.g. ${teDropped[0]!.key}): LoRAs are applied to the transformer only`,
-    );
+    warnings.push(`${teDropped.length} text-encoder LoRA tensor(s) ignored (e.g. ${teDropped[0]!.key}): LoRAs are applied to the transformer only`);
   }
   const dora = dropped.filter((d) => d.key.endsWith('.dora_scale'));
   if (dora.length > 0) {
@@ -603,14 +594,7 @@ function sourceMetadata(src: TensorSource): Record<string, string> | undefined {
 }
 
 /** The deltas of one module group (a LoRA pair, a LoKr/LoHa set, diffs), validated against its slot. */
-function buildDeltas(
-  src: TensorSource,
-  g: Group,
-  res: Resolved,
-  meta: PeftMeta | undefined,
-  warnings: string[],
-  dropped: DroppedKey[],
-): LoraDelta[] {
+function buildDeltas(src: TensorSource, g: Group, res: Resolved, meta: PeftMeta | undefined, warnings: string[], dropped: DroppedKey[]): LoraDelta[] {
   const label = src.label;
   const { slot } = res;
   const rows = slot.rowEnd - slot.rowStart;
@@ -667,9 +651,7 @@ function buildDeltas(
       );
     }
     if (has('Abias')) {
-      throw new LoraFormatError('unsupported', `${label}: ${roles.get('Abias')}: a bias on lora_A / lora_down is not supported`, [
-        roles.get('Abias')!,
-      ]);
+      throw new LoraFormatError('unsupported', `${label}: ${roles.get('Abias')}: a bias on lora_A / lora_down is not supported`, [roles.get('Abias')!]);
     }
     const A = get('A');
     const B = get('B');
@@ -727,9 +709,7 @@ function buildDeltas(
       }
       if (ka === undefined || kb === undefined) {
         const have = ka ?? kb ?? [...roles.values()][0]!;
-        throw new LoraFormatError('incomplete', `${label}: ${have}: module ${g.stem} has no lokr_w${n} (nor both lokr_w${n}_a and lokr_w${n}_b)`, [
-          have,
-        ]);
+        throw new LoraFormatError('incomplete', `${label}: ${have}: module ${g.stem} has no lokr_w${n} (nor both lokr_w${n}_a and lokr_w${n}_b)`, [have]);
       }
       const a = get(`lokr_w${n}_a` as Role);
       const b = get(`lokr_w${n}_b` as Role);
@@ -784,12 +764,7 @@ function buildDeltas(
         throw new LoraFormatError('incomplete', `${label}: ${have}: LoHa module ${g.stem} has no ${r}`, [have]);
       }
     }
-    const [w1a, w1b, w2a, w2b] = (['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'] as const).map((r) => get(r)) as [
-      Tensor,
-      Tensor,
-      Tensor,
-      Tensor,
-    ];
+    const [w1a, w1b, w2a, w2b] = (['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'] as const).map((r) => get(r)) as [Tensor, Tensor, Tensor, Tensor];
     const [o1, r1] = matrix(src, w1a, 'hada_w1_a');
     const [r1b, i1] = matrix(src, w1b, 'hada_w1_b');
     const [o2, r2] = matrix(src, w2a, 'hada_w2_a');
@@ -877,9 +852,7 @@ export function describeLora(parsed: ParsedLora): string {
   lines.push(`targets: ${parsed.deltas.length} delta(s) on ${modules.size} base-model parameter(s)`);
   const byModule = [...parsed.deltas].sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : a.rowStart - b.rowStart));
   for (const d of byModule) {
-    lines.push(
-      `  ${d.module} rows [${d.rowStart}, ${d.rowEnd}) ${deltaKindText(d)} scale ${fmtNum(d.scale)}  <- ${d.source}`,
-    );
+    lines.push(`  ${d.module} rows [${d.rowStart}, ${d.rowEnd}) ${deltaKindText(d)} scale ${fmtNum(d.scale)}  <- ${d.source}`);
   }
   if (parsed.overrides.length > 0) {
     lines.push(`overrides: ${parsed.overrides.length} parameter(s) replaced`);

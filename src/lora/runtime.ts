@@ -59,7 +59,7 @@ export function findLinear(model: Flux, key: string): Linear | undefined {
   if (!key.endsWith('.weight')) return undefined;
   let node: unknown = model;
   for (const part of key.slice(0, -'.weight'.length).split('.')) {
-    if (node === null || typeof node !== 'object' || !Object.prototype.hasOwnProperty.call(node, part)) return undefined;
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, part)) return undefined;
     node = (node as Record<string, unknown>)[part];
   }
   return node instanceof Linear ? node : undefined;
@@ -241,6 +241,10 @@ export class RuntimeLoraManager {
       dt.dispose();
       throw e;
     }
-    return new LowRankAdapter(dt, ut, ops.map((o) => o.d.source));
+    return new LowRankAdapter(
+      dt,
+      ut,
+      ops.map((o) => o.d.source),
+    );
   }
 }

@@ -45,7 +45,7 @@ import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { SafetensorsFile } from '../io/safetensors.js';
-import { type CacheKey, LoraCache, credentialId, httpFailure } from './cache.js';
+import { type CacheKey, type LoraCache, credentialId, httpFailure } from './cache.js';
 import { LoraSourceError, asSourceError, redact, redactUrl } from './source-errors.js';
 
 export { LoraCache } from './cache.js';
@@ -134,8 +134,15 @@ export function parseLoraRef(input: string, allowLocal = false): LoraRef {
 
   const hf = /^(?:https?:\/\/)?(?:www\.)?(?:huggingface\.co|hf\.co)\/([^?#]*)(?:[?#].*)?$/i.exec(ref);
   if (hf) {
-    const seg = hf[1]!.split('/').filter((s) => s !== '').map(decodeURIComponent);
-    const bad = () => new LoraSourceError('bad-ref', `cannot parse the Hugging Face reference ${redact(ref)}: expected huggingface.co/<owner>/<repo>[/<file>.safetensors] or .../resolve/<revision>/<file>.safetensors`);
+    const seg = hf[1]!
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
+    const bad = () =>
+      new LoraSourceError(
+        'bad-ref',
+        `cannot parse the Hugging Face reference ${redact(ref)}: expected huggingface.co/<owner>/<repo>[/<file>.safetensors] or .../resolve/<revision>/<file>.safetensors`,
+      );
     if (seg.length < 2 || seg[0] === 'datasets' || seg[0] === 'spaces') throw bad();
     const [owner, repo] = [seg[0]!, seg[1]!];
     if (seg.length === 2) return { kind: 'hf', owner, repo, rev: 'main' };
@@ -165,13 +172,17 @@ export function parseLoraRef(input: string, allowLocal = false): LoraRef {
       const q = params.toString();
       return { kind: 'civitai-download', versionId: m[1]!, query: q ? `?${q}` : '', ...(token ? { token } : {}) };
     }
-    throw new LoraSourceError('bad-ref', `cannot parse the CivitAI reference ${redact(ref)}: expected civitai.com/models/<id>[/<name>][?modelVersionId=<version>] or civitai.com/api/download/models/<version>`);
+    throw new LoraSourceError(
+      'bad-ref',
+      `cannot parse the CivitAI reference ${redact(ref)}: expected civitai.com/models/<id>[/<name>][?modelVersionId=<version>] or civitai.com/api/download/models/<version>`,
+    );
   }
 
   const rep = /^(?:https?:\/\/)?(?:www\.)?replicate\.com\/([^?#]*)(?:[?#].*)?$/i.exec(ref);
   if (rep) {
     const m = REPLICATE_REF.exec(rep[1]!.replace(/\/_weights\/?$/, ''));
-    if (!m) throw new LoraSourceError('bad-ref', `cannot parse the Replicate reference ${redact(ref)}: expected replicate.com/<owner>/<name>[/versions/<version>]`);
+    if (!m)
+      throw new LoraSourceError('bad-ref', `cannot parse the Replicate reference ${redact(ref)}: expected replicate.com/<owner>/<name>[/versions/<version>]`);
     return replicateRef(m);
   }
 
@@ -228,9 +239,7 @@ function tokensOf(ctx: ResolveContext): Tokens {
 
 function collectSecrets(ref: string, ctx: ResolveContext): string[] {
   const t = tokensOf(ctx);
-  const out = [t.hf, t.replicate, t.civitai, ctx.requestTokens?.hf, ctx.requestTokens?.replicate, ctx.requestTokens?.civitai].filter(
-    (s): s is string => !!s,
-  );
+  const out = [t.hf, t.replicate, t.civitai, ctx.requestTokens?.hf, ctx.requestTokens?.replicate, ctx.requestTokens?.civitai].filter((s): s is string => !!s);
   const q = ref.indexOf('?');
   if (q >= 0 && !/^data:/i.test(ref)) {
     const query = ref.slice(q + 1).split('#')[0]!;
@@ -294,15 +303,19 @@ async function resolveParsed(ref: LoraRef, ctx: ResolveContext, secrets: string[
       const isB64 = /;base64$/i.test(m[1]!);
       const payload = m[2]!;
       const approx = isB64 ? Math.floor((payload.length * 3) / 4) : payload.length;
-      if (approx > ctx.cache.maxFileBytes) throw new LoraSourceError('too-large', `data: URI of about ${approx} bytes is over the LoRA size limit of ${ctx.cache.maxFileBytes} bytes`);
+      if (approx > ctx.cache.maxFileBytes)
+        throw new LoraSourceError('too-large', `data: URI of about ${approx} bytes is over the LoRA size limit of ${ctx.cache.maxFileBytes} bytes`);
       const bytes = isB64 ? Buffer.from(payload.replace(/\s+/g, ''), 'base64') : Buffer.from(decodeURIComponent(payload), 'latin1');
       const hash = createHash('sha256').update(bytes).digest('hex');
       const description = `data: URI (${bytes.length} bytes, sha256 ${hash.slice(0, 12)})`;
-      const r = await ctx.cache.ensure({ source: `data:sha256:${hash}` }, {
-        description,
-        signal: ctx.signal,
-        fetch: async (tmp) => fs.promises.writeFile(tmp, bytes),
-      });
+      const r = await ctx.cache.ensure(
+        { source: `data:sha256:${hash}` },
+        {
+          description,
+          signal: ctx.signal,
+          fetch: async (tmp) => fs.promises.writeFile(tmp, bytes),
+        },
+      );
       return { path: r.path, source: description, downloaded: !r.hit };
     }
 
@@ -344,7 +357,13 @@ async function resolveParsed(ref: LoraRef, ctx: ResolveContext, secrets: string[
       if (ref.token) secrets.push(ref.token);
       const url = `${ep.civitai}/api/download/models/${ref.versionId}${ref.query}`;
       const description = `civitai.com/api/download/models/${ref.versionId}`;
-      return viaCache(ctx, { source: `civitai-download:${ref.versionId}${ref.query}`, credential: token }, description, { url, headers: bearer(token) }, secrets);
+      return viaCache(
+        ctx,
+        { source: `civitai-download:${ref.versionId}${ref.query}`, credential: token },
+        description,
+        { url, headers: bearer(token) },
+        secrets,
+      );
     }
 
     case 'replicate': {
@@ -394,13 +413,7 @@ function safeOrigin(u: string): string {
 }
 
 /** GET a JSON document with the cache's connect timeout; non-2xx -> LoraSourceError. */
-async function getJson(
-  ctx: ResolveContext,
-  url: string,
-  headers: Record<string, string>,
-  what: string,
-  secrets: string[],
-): Promise<unknown> {
+async function getJson(ctx: ResolveContext, url: string, headers: Record<string, string>, what: string, secrets: string[]): Promise<unknown> {
   const cache = ctx.cache;
   const ctl = new AbortController();
   let timedOut = false;
@@ -466,7 +479,10 @@ async function hfPickFile(ctx: ResolveContext, ep: LoraEndpoints, repoId: string
   if (st.length === 1) return st[0]!;
   if (st.length === 0) throw new LoraSourceError('not-found', `huggingface.co/${repoId} has no .safetensors file`);
   for (const pref of HF_PREFERRED) if (st.includes(pref)) return pref;
-  throw new LoraSourceError('ambiguous', `huggingface.co/${repoId} has several .safetensors files; name one (huggingface.co/${repoId}/<file>): ${st.join(', ')}`);
+  throw new LoraSourceError(
+    'ambiguous',
+    `huggingface.co/${repoId} has several .safetensors files; name one (huggingface.co/${repoId}/<file>): ${st.join(', ')}`,
+  );
 }
 
 // ---- CivitAI --------------------------------------------------------------------------------
@@ -499,7 +515,13 @@ async function civitaiPick(
   let version: CivitaiVersion | undefined;
   if (versionId) {
     // GET /api/v1/model-versions/{id} -> {id, modelId, name, baseModel, files: [...], downloadUrl, ...}
-    version = (await getJson(ctx, `${ep.civitai}/api/v1/model-versions/${versionId}`, bearer(token), `${what} version ${versionId}`, secrets)) as CivitaiVersion;
+    version = (await getJson(
+      ctx,
+      `${ep.civitai}/api/v1/model-versions/${versionId}`,
+      bearer(token),
+      `${what} version ${versionId}`,
+      secrets,
+    )) as CivitaiVersion;
     if (typeof version.modelId === 'number' && String(version.modelId) !== modelId) {
       throw new LoraSourceError('not-found', `${what}: version ${versionId} belongs to model ${version.modelId}, not ${modelId}`);
     }
@@ -544,15 +566,21 @@ async function replicateVersion(
   const what = `replicate.com/${owner}/${name}`;
   let v: { id?: unknown; openapi_schema?: unknown } | null | undefined;
   if (version) {
-    v = (await getJson(ctx, `${ep.replicate}/v1/models/${owner}/${name}/versions/${encodeURIComponent(version)}`, bearer(token), `${what}:${version}`, secrets)) as typeof v;
+    v = (await getJson(
+      ctx,
+      `${ep.replicate}/v1/models/${owner}/${name}/versions/${encodeURIComponent(version)}`,
+      bearer(token),
+      `${what}:${version}`,
+      secrets,
+    )) as typeof v;
   } else {
     const model = (await getJson(ctx, `${ep.replicate}/v1/models/${owner}/${name}`, bearer(token), what, secrets)) as { latest_version?: typeof v };
     v = model.latest_version;
     if (!v) throw new LoraSourceError('not-found', `${what} has no versions`);
   }
   if (!v || typeof v.id !== 'string') throw new LoraSourceError('http', `${what}: the API answer has no version id`);
-  const props = (v.openapi_schema as { components?: { schemas?: { Input?: { properties?: Record<string, { default?: unknown }> } } } } | undefined)
-    ?.components?.schemas?.Input?.properties;
+  const props = (v.openapi_schema as { components?: { schemas?: { Input?: { properties?: Record<string, { default?: unknown }> } } } } | undefined)?.components
+    ?.schemas?.Input?.properties;
   for (const field of ['replicate_weights', 'lora_weights']) {
     const d = props?.[field]?.default;
     if (typeof d === 'string' && d.trim() !== '') return { id: v.id, schemaDefault: d.trim() };

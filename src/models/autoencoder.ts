@@ -78,9 +78,7 @@ export class AttnBlock {
       const h = this.norm.forward(x, 'none', ac); // [B, C, H, W]
       const rows = permute(reshape(h, [B, C, H * W]), [0, 2, 1]); // [B, HW, C]
       const proj = (c: Conv2d, t: Tensor) =>
-        ac
-          ? linear(ac.input(t), reshape(ac.param(c.weight), [C, C]), { bias: ac.param(c.bias) })
-          : linear(t, reshape(c.weight, [C, C]), { bias: c.bias }); // [B, HW, C]
+        ac ? linear(ac.input(t), reshape(ac.param(c.weight), [C, C]), { bias: ac.param(c.bias) }) : linear(t, reshape(c.weight, [C, C]), { bias: c.bias }); // [B, HW, C]
       const q = reshape(proj(this.q, rows), [B, 1, H * W, C]); // "b c h w -> b 1 (h w) c"
       const k = reshape(proj(this.k, rows), [B, 1, H * W, C]);
       const v = reshape(proj(this.v, rows), [B, 1, H * W, C]);

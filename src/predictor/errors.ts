@@ -3,7 +3,7 @@
 // `type` uses pydantic v2's error names (missing, int_parsing, less_than_equal, enum, ...); `msg`
 // starts with the field name and says what is allowed ("num_outputs: must be between 1 and 4 (got 7)").
 
-import { ValidationError as FieldValidationError } from '../sampling/errors.js';
+import type { ValidationError as FieldValidationError } from '../sampling/errors.js';
 
 export interface ValidationErrorItem {
   readonly loc: readonly (string | number)[];

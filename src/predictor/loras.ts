@@ -174,7 +174,9 @@ export class PredictorLoras {
       // the first entry is the main LoRA, or an extra LoRA applied alone in its place
       const [main, ...rest] = wanted;
       wanted = [{ ...main!, scale: main!.scale * GO_FAST_LORA_MULTIPLIER }, ...rest];
-      log(`go_fast: ${main!.label} strength x${GO_FAST_LORA_MULTIPLIER} on the fp8 path (as cog-flux does), ${main!.scale} -> ${main!.scale * GO_FAST_LORA_MULTIPLIER}`);
+      log(
+        `go_fast: ${main!.label} strength x${GO_FAST_LORA_MULTIPLIER} on the fp8 path (as cog-flux does), ${main!.scale} -> ${main!.scale * GO_FAST_LORA_MULTIPLIER}`,
+      );
     }
 
     const entries: LoraEntry[] = [];
@@ -217,7 +219,9 @@ export class PredictorLoras {
     else if (this.manager instanceof RuntimeLoraManager) {
       const m = this.manager;
       const cached = m.stats.cacheHits > hitsBefore ? ', re-attached from the adapter cache' : '';
-      log(`Loaded ${entries.length} LoRA(s) as runtime adapters on ${m.stats.adapters} layers in ${s} s${cached}${m.stats.fallbackEntries > 0 ? ' (non-low-rank parts fused)' : ''}`);
+      log(
+        `Loaded ${entries.length} LoRA(s) as runtime adapters on ${m.stats.adapters} layers in ${s} s${cached}${m.stats.fallbackEntries > 0 ? ' (non-low-rank parts fused)' : ''}`,
+      );
     } else log(`Loaded ${entries.length} LoRA(s) in ${s} s (fused into the weights)`);
   }
 

@@ -60,7 +60,11 @@ export const IGNORE_RULES: readonly IgnoreRule[] = [
     doc: 'ignored with aspect_ratio=custom and in img2img/inpainting mode',
     check: (i, ctx) => notTxt2img(ctx) ?? (i['aspect_ratio'] === 'custom' ? 'with aspect_ratio=custom' : null),
   },
-  { field: 'prompt_strength', doc: 'only used with an image (img2img/inpainting)', check: (_, ctx) => (ctx.mode === 'txt2img' ? 'in text-to-image mode (no image)' : null) },
+  {
+    field: 'prompt_strength',
+    doc: 'only used with an image (img2img/inpainting)',
+    check: (_, ctx) => (ctx.mode === 'txt2img' ? 'in text-to-image mode (no image)' : null),
+  },
   {
     field: 'guidance_scale',
     doc: 'ignored with model=schnell (schnell has no guidance embedding)',

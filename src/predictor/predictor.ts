@@ -103,7 +103,9 @@ export class ModelHost {
     else if (!this.safetyChecker) this.safetyChecker = 'checker' in safety ? safety.checker : SafetyChecker.load(safety.dir, this.opts.backend, log);
     this.models = loadModels(this.opts.modelDir, this.opts.backend);
     this.lorasState = new PredictorLoras(this.models.flux, this.opts);
-    log(`Loaded ${this.opts.modelDir} (${this.models.layout} layout, ${this.models.variant}) on ${this.opts.backend.name} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    log(
+      `Loaded ${this.opts.modelDir} (${this.models.layout} layout, ${this.models.variant}) on ${this.opts.backend.name} in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    );
   }
 
   get loaded(): FluxModels | undefined {
@@ -248,7 +250,7 @@ export class Predictor {
   private async run(
     models: FluxModels,
     input: Record<string, unknown>,
-    mode: string,
+    _mode: string,
     format: OutputFormat,
     size: Size,
     source: { image: Float32Array; mask: LatentMask | undefined; width: number; height: number } | undefined,
@@ -268,7 +270,9 @@ export class Predictor {
     if (goFast && fp8) {
       const t = performance.now();
       const made = fp8.enable();
-      log(`go_fast: fp8 (e4m3) block weights and activations${made > 0 ? ` (${made} layers quantised in ${((performance.now() - t) / 1000).toFixed(2)} s)` : ''}`);
+      log(
+        `go_fast: fp8 (e4m3) block weights and activations${made > 0 ? ` (${made} layers quantised in ${((performance.now() - t) / 1000).toFixed(2)} s)` : ''}`,
+      );
     } else fp8?.disable();
     const safety = this.host.safety;
     const checkSafety = safety !== undefined && !input['disable_safety_checker'];

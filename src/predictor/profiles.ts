@@ -35,10 +35,8 @@ export type OutputSchema = typeof OUTPUT_SCHEMA;
 
 const PROMPT =
   'Prompt for generated image. If you include the `trigger_word` used in the training process you are more likely to activate the trained object, style, or concept in the resulting image.';
-const GUIDANCE_SCALE =
-  'Guidance scale for the diffusion process. Lower values can give more realistic images. Good values to try are 2, 2.5, 3 and 3.5';
-const OUTPUT_QUALITY =
-  'Quality when saving the output images, from 0 to 100. 100 is best quality, 0 is lowest quality. Not relevant for .png outputs';
+const GUIDANCE_SCALE = 'Guidance scale for the diffusion process. Lower values can give more realistic images. Good values to try are 2, 2.5, 3 and 3.5';
+const OUTPUT_QUALITY = 'Quality when saving the output images, from 0 to 100. 100 is best quality, 0 is lowest quality. Not relevant for .png outputs';
 const DISABLE_SAFETY_CHECKER = 'Disable safety checker for generated images.';
 const LORA_URL_FORMS =
   "Supports Replicate models in the format <owner>/<username> or <owner>/<username>/<version>, HuggingFace URLs in the format huggingface.co/<owner>/<model-name>, CivitAI URLs in the format civitai.com/models/<id>[/<model-name>], or arbitrary .safetensors URLs from the Internet. For example, 'fofr/flux-pixar-cars'";

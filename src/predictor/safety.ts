@@ -101,7 +101,8 @@ export async function preprocessImage(img: RgbImage, p: ImagePreprocess): Promis
   }
   if (p.centerCrop && (p.centerCrop.width !== width || p.centerCrop.height !== height)) {
     const c = p.centerCrop;
-    if (c.width > width || c.height > height) throw new Error(`safety preprocessing: crop ${c.width}x${c.height} larger than the resized ${width}x${height} image`);
+    if (c.width > width || c.height > height)
+      throw new Error(`safety preprocessing: crop ${c.width}x${c.height} larger than the resized ${width}x${height} image`);
     const { left, top } = centerCropBox(width, height, c);
     const cropped = new Uint8Array(c.width * c.height * 3);
     for (let y = 0; y < c.height; y++) cropped.set(data.subarray(((top + y) * width + left) * 3, ((top + y) * width + left + c.width) * 3), y * c.width * 3);
@@ -169,7 +170,8 @@ export class SafetyChecker implements ImageSafetyChecker {
     try {
       log('Loading Falcon safety checker...');
       const vcfg = parseVitConfig(readJson(join(fa, 'config.json')));
-      if (!vcfg.labels.includes('normal')) throw new SafetyWeightsError(`${join(fa, 'config.json')}: id2label has no "normal" label (got ${vcfg.labels.join(', ')})`);
+      if (!vcfg.labels.includes('normal'))
+        throw new SafetyWeightsError(`${join(fa, 'config.json')}: id2label has no "normal" label (got ${vcfg.labels.join(', ')})`);
       const faPre = existsSync(join(fa, 'preprocessor_config.json'))
         ? parsePreprocessorConfig(readJson(join(fa, 'preprocessor_config.json')), FALCONSAI_PREPROCESS, 'vit')
         : FALCONSAI_PREPROCESS;

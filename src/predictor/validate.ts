@@ -90,7 +90,10 @@ function coerceInteger(f: FieldDef, v: unknown): Coerced {
   if (!Number.isFinite(n) || !Number.isInteger(n)) return fail('int_from_float', `${f.name}: must be an integer (got ${describeValue(v)})`);
   // JSON numbers past 2^53 have already lost digits; refuse rather than run a different seed.
   if (!Number.isSafeInteger(n)) {
-    return fail('int_parsing_size', `${f.name}: must be an integer between ${-Number.MAX_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER} (got ${describeValue(v)})`);
+    return fail(
+      'int_parsing_size',
+      `${f.name}: must be an integer between ${-Number.MAX_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER} (got ${describeValue(v)})`,
+    );
   }
   return ok(n);
 }
@@ -185,7 +188,7 @@ export function validateInput<I = TypedInput>(profile: Profile<I>, raw: unknown,
   const known = new Set(profile.fields.map((f) => f.name));
 
   for (const f of profile.fields) {
-    const given = Object.prototype.hasOwnProperty.call(raw, f.name) ? raw[f.name] : undefined;
+    const given = Object.hasOwn(raw, f.name) ? raw[f.name] : undefined;
     let value: Scalar | null = null;
     if (given !== undefined && given !== null) {
       const c = coerce(f, given, schemes);

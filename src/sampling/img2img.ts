@@ -133,7 +133,14 @@ async function run(models: FluxModels, req: Img2ImgRequest, mask: InpaintRequest
   if (mask) {
     const packed = pack(repeat16(mask.data), 1, 16, h, w); // [1, Li, 64]
     const repaint = scope.keep(fromArray(be, [1, Li, 64], packed, dtype));
-    const keep = scope.keep(fromArray(be, [1, Li, 64], packed.map((v) => 1 - v), dtype));
+    const keep = scope.keep(
+      fromArray(
+        be,
+        [1, Li, 64],
+        packed.map((v) => 1 - v),
+        dtype,
+      ),
+    );
     const ts = start.sigmas;
     afterStep = (x, i) => {
       const last = i === ts.length - 2;

@@ -7,7 +7,12 @@
 // Arrays are plain row-major Float32Arrays; `h`, `w` are LATENT sizes (pixels / 8), both even.
 
 function checkDims(fn: string, B: number, C: number, h: number, w: number, len: number): void {
-  for (const [name, v] of [['B', B], ['C', C], ['h', h], ['w', w]] as const) {
+  for (const [name, v] of [
+    ['B', B],
+    ['C', C],
+    ['h', h],
+    ['w', w],
+  ] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${fn}: ${name} must be a positive integer, got ${v}`);
   }
   if (h % 2 !== 0 || w % 2 !== 0) throw new RangeError(`${fn}: latent h and w must be even, got ${h}x${w}`);

@@ -121,8 +121,7 @@ export class Mt19937 {
 
   private nextState(): void {
     const st = this.state;
-    const twist = (u: number, v: number): number =>
-      ((((u & UMASK) | (v & LMASK)) >>> 1) ^ (v & 1 ? MATRIX_A : 0)) >>> 0;
+    const twist = (u: number, v: number): number => ((((u & UMASK) | (v & LMASK)) >>> 1) ^ (v & 1 ? MATRIX_A : 0)) >>> 0;
     let p = 0;
     for (; p < N - M; p++) st[p] = (st[p + M]! ^ twist(st[p]!, st[p + 1]!)) >>> 0;
     for (; p < N - 1; p++) st[p] = (st[p + M - N]! ^ twist(st[p]!, st[p + 1]!)) >>> 0;
@@ -338,8 +337,7 @@ const C_HALF = 0.5;
 const MIN_NORM_POS = bitsF32(0x00800000);
 const SQRTHF = fr(0.707106781186547524);
 const LOG_P = [
-  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
-  2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
+  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
 ].map(fr);
 const LOG_Q1 = fr(-2.1219444e-4);
 const LOG_Q2 = fr(0.693359375);
@@ -367,7 +365,7 @@ export function avxLogF32(xIn: number): number {
   if (!(xIn > 0)) return NaN;
   let x = Math.max(xIn, MIN_NORM_POS);
   const bits = f32Bits(x);
-  let e = fr(((bits >>> 23) - 0x7f) + C_ONE);
+  let e = fr((bits >>> 23) - 0x7f + C_ONE);
   x = bitsF32((bits & ~0x7f800000) | f32Bits(C_HALF));
   const mask = x < SQRTHF;
   const tmp0 = mask ? x : 0;
@@ -440,12 +438,7 @@ function normalFill16Avx2(d: Float32Array, o: number): void {
  * bf16 results are returned as float32 values that are exactly representable in bf16.
  * See RandnOptions for the PyTorch-version / CPU-kernel variants (defaults: x86-64, bf16 'legacy').
  */
-export function randn(
-  shape: readonly number[],
-  seed: number | bigint,
-  dtype: NoiseDType,
-  opts: RandnOptions = {},
-): Float32Array {
+export function randn(shape: readonly number[], seed: number | bigint, dtype: NoiseDType, opts: RandnOptions = {}): Float32Array {
   return new TorchCpuGenerator(seed).randn(shape, dtype, opts);
 }
 

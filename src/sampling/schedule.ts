@@ -137,12 +137,7 @@ export interface Img2ImgStart {
  *   `opts.allowNoSteps`: then no step runs, as with 'cog-bfl').
  * The two differ only where the double rounding of (1-s)·N vs N - N·s crosses an integer.
  */
-export function img2imgStart(
-  sigmas: Float32Array,
-  strength: number,
-  rule: Img2ImgRule = 'cog-bfl',
-  opts: { allowNoSteps?: boolean } = {},
-): Img2ImgStart {
+export function img2imgStart(sigmas: Float32Array, strength: number, rule: Img2ImgRule = 'cog-bfl', opts: { allowNoSteps?: boolean } = {}): Img2ImgStart {
   const n = sigmas.length - 1;
   if (n < 1) throw new RangeError('img2imgStart: the schedule must have at least one step');
   if (!(strength >= 0 && strength <= 1)) throw new RangeError(`prompt_strength must be in [0, 1], got ${strength}`);

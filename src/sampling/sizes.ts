@@ -72,7 +72,7 @@ export function resolveSize(input: SizeInput): Size {
   if (ar === 'custom') {
     return { width: checkCustomSide('width', input.width), height: checkCustomSide('height', input.height) };
   }
-  const entry = Object.prototype.hasOwnProperty.call(ASPECT_RATIOS, ar) ? ASPECT_RATIOS[ar] : undefined;
+  const entry = Object.hasOwn(ASPECT_RATIOS, ar) ? ASPECT_RATIOS[ar] : undefined;
   if (entry === undefined) {
     throw new ValidationError('aspect_ratio', `must be one of ${[...ASPECT_RATIO_CHOICES, 'custom'].join(', ')}; got ${JSON.stringify(ar)}`);
   }
@@ -104,7 +104,10 @@ export type ImageSizing = 'cog-bfl' | 'cog-diffusers' | 'fine-tuner';
 
 /** img2img/inpaint output size from the input image's pixel size (aspect_ratio/megapixels are ignored). */
 export function sizeFromImage(width: number, height: number, sizing: ImageSizing = 'cog-bfl'): Size {
-  for (const [name, v] of [['width', width], ['height', height]] as const) {
+  for (const [name, v] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
     if (!Number.isInteger(v) || v <= 0) {
       throw new ValidationError('image', `image ${name} must be a positive integer number of pixels, got ${v}`);
     }
@@ -126,10 +129,7 @@ export function sizeFromImage(width: number, height: number, sizing: ImageSizing
     h = makeMultipleOf16(h);
   }
   if (w === 0 || h === 0) {
-    throw new ValidationError(
-      'image',
-      `input image ${width}x${height} is too small: each side must come out as at least 16 pixels (got ${w}x${h})`,
-    );
+    throw new ValidationError('image', `input image ${width}x${height} is too small: each side must come out as at least 16 pixels (got ${w}x${h})`);
   }
   return { width: w, height: h };
 }

@@ -64,7 +64,10 @@ export interface ServerOptions {
 }
 
 /** What the two API plugins are given besides the service. */
-export type ApiOptions = Pick<ServerOptions, 'profile' | 'auth' | 'publicBaseUrl' | 'outputs' | 'pageSize' | 'maxUploadBytes' | 'sseKeepAliveMs' | 'onShutdown'> & {
+export type ApiOptions = Pick<
+  ServerOptions,
+  'profile' | 'auth' | 'publicBaseUrl' | 'outputs' | 'pageSize' | 'maxUploadBytes' | 'sseKeepAliveMs' | 'onShutdown'
+> & {
   /** The Cog routes' schema (/openapi.json). */
   readonly profile: Profile<unknown>;
 };
@@ -108,7 +111,13 @@ export function createFastify(logger: FastifyServerOptions['logger']): FastifyIn
 export function mountApis(app: FastifyInstance, service: PredictionService, opts: ApiOptions): FastifyInstance {
   app.decorate('predictions', service);
   const onShutdown = opts.onShutdown ?? ((a: FastifyInstance) => void a.close());
-  void app.register(cogApi, { service, profile: opts.profile, version: SERVER_VERSION, onShutdown: () => onShutdown(app), sseKeepAliveMs: opts.sseKeepAliveMs });
+  void app.register(cogApi, {
+    service,
+    profile: opts.profile,
+    version: SERVER_VERSION,
+    onShutdown: () => onShutdown(app),
+    sseKeepAliveMs: opts.sseKeepAliveMs,
+  });
   void app.register(replicateApi, {
     service,
     auth: opts.auth,

@@ -54,7 +54,7 @@ export class ConfigError extends Error {
 
 type Obj = Record<string, unknown>;
 const isObject = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
-const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}...` : v) : JSON.stringify(v) ?? String(v));
+const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}...` : v) : (JSON.stringify(v) ?? String(v)));
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function noExtraKeys(o: Obj, allowed: readonly string[], at: string): void {
@@ -99,7 +99,8 @@ export function parseServerConfig(raw: unknown, baseDir: string): ServerConfig {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const model = str(raw, 'model', '');
   const name = str(raw, 'name', '');
-  if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new ConfigError('name', `must be owner/name (got ${show(name)})`);
+  if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name))
+    throw new ConfigError('name', `must be owner/name (got ${show(name)})`);
   const profile = profileOf(raw, '');
   const allowLocalLoras = bool(raw, 'allow_local_loras', '');
 
@@ -110,7 +111,8 @@ export function parseServerConfig(raw: unknown, baseDir: string): ServerConfig {
     noExtraKeys(c, ['dir', 'max_bytes'], 'lora_cache');
     const dir = str(c, 'dir', 'lora_cache.');
     const mb = c['max_bytes'];
-    if (mb !== undefined && (typeof mb !== 'number' || !Number.isSafeInteger(mb) || mb <= 0)) throw new ConfigError('lora_cache.max_bytes', `must be a positive integer (got ${show(mb)})`);
+    if (mb !== undefined && (typeof mb !== 'number' || !Number.isSafeInteger(mb) || mb <= 0))
+      throw new ConfigError('lora_cache.max_bytes', `must be a positive integer (got ${show(mb)})`);
     loraCache = { dir: dir === undefined ? undefined : abs(dir), maxBytes: mb as number | undefined };
   }
 
@@ -155,18 +157,30 @@ export function parseServerConfig(raw: unknown, baseDir: string): ServerConfig {
       }
     }
     const scale = m['lora_scale'];
-    if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale))) throw new ConfigError(`${at}.lora_scale`, `must be a number (got ${show(scale)})`);
+    if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale)))
+      throw new ConfigError(`${at}.lora_scale`, `must be a number (got ${show(scale)})`);
     if (scale !== undefined && lora === undefined) throw new ConfigError(`${at}.lora_scale`, 'needs a lora');
     const trigger = str(m, 'trigger_word', `${at}.`);
     const rw = bool(m, 'replicate_weights', `${at}.`);
     if (rw !== undefined && p !== 'hotswap') throw new ConfigError(`${at}.replicate_weights`, 'only applies to the hotswap profile');
     const replicateWeights = p === 'hotswap' && (rw ?? lora === undefined);
-    if (p === 'hotswap' && !replicateWeights && lora === undefined) throw new ConfigError(`${at}.replicate_weights`, 'false needs a lora (the model would have no way to get one)');
+    if (p === 'hotswap' && !replicateWeights && lora === undefined)
+      throw new ConfigError(`${at}.replicate_weights`, 'false needs a lora (the model would have no way to get one)');
     const defaults = m['defaults'] ?? {};
     if (!isObject(defaults)) throw new ConfigError(`${at}.defaults`, `must be an object of input values (got ${show(defaults)})`);
     checkDefaults(defaults, p, replicateWeights, lora !== undefined, `${at}.defaults`);
     const description = str(m, 'description', `${at}.`);
-    models.push({ owner, name: mname, profile: p, lora, loraScale: scale as number | undefined, triggerWord: trigger, replicateWeights, defaults: { ...defaults }, description });
+    models.push({
+      owner,
+      name: mname,
+      profile: p,
+      lora,
+      loraScale: scale as number | undefined,
+      triggerWord: trigger,
+      replicateWeights,
+      defaults: { ...defaults },
+      description,
+    });
   }
   const defaultModel = str(raw, 'default_model', '');
   return {
@@ -186,7 +200,8 @@ function checkDefaults(defaults: Obj, profile: ProfileName, replicateWeights: bo
   const prof = getProfile(profile, { replicateWeights });
   const names = new Set(prof.fields.map((f) => f.name));
   for (const k of Object.keys(defaults)) {
-    if (!names.has(k)) throw new ConfigError(`${at}.${k}`, `is not an input of this model (${profile}${profile === 'hotswap' && !replicateWeights ? ', fixed weights' : ''})`);
+    if (!names.has(k))
+      throw new ConfigError(`${at}.${k}`, `is not an input of this model (${profile}${profile === 'hotswap' && !replicateWeights ? ', fixed weights' : ''})`);
   }
   try {
     validateInput(prof, { prompt: 'x', ...defaults }, { ownLora });

@@ -68,7 +68,11 @@ export const ERRORS: Readonly<Record<ErrorKind, ErrorSpec>> = {
   'file-not-found': { cog: { status: 422, body: 'fields' }, replicate: { status: 422, title: INVALID } },
   'unknown-version': {
     cog: { status: 422, body: 'error' },
-    replicate: { status: 422, title: 'Invalid version or not permitted', detail: "The specified version does not exist (or perhaps you don't have permission to use it?)" },
+    replicate: {
+      status: 422,
+      title: 'Invalid version or not permitted',
+      detail: "The specified version does not exist (or perhaps you don't have permission to use it?)",
+    },
   },
   // Cog refuses predictions while setup runs (coglet answers 503); /v1 predictions wait for it.
   'setup-starting': {
@@ -137,10 +141,20 @@ function schemaProblem(part: string, e: SchemaError): FieldProblem {
   }
   if (e.keyword === 'additionalProperties') {
     const extra = String(e.params['additionalProperty']);
-    return { loc: [...loc, extra], msg: `Additional property ${extra} is not allowed`, type: 'extra_forbidden', replicate: { type: 'additional_property_not_allowed', field: at } };
+    return {
+      loc: [...loc, extra],
+      msg: `Additional property ${extra} is not allowed`,
+      type: 'extra_forbidden',
+      replicate: { type: 'additional_property_not_allowed', field: at },
+    };
   }
   const allowed = Array.isArray(e.params['allowedValues']) ? `: ${(e.params['allowedValues'] as unknown[]).join(', ')}` : '';
-  return { loc, msg: `${at || part} ${e.message ?? 'is invalid'}${allowed}`, type: e.keyword === 'type' ? 'type_error' : 'value_error', replicate: { type: e.keyword === 'type' ? 'invalid_type' : 'invalid', field: at } };
+  return {
+    loc,
+    msg: `${at || part} ${e.message ?? 'is invalid'}${allowed}`,
+    type: e.keyword === 'type' ? 'type_error' : 'value_error',
+    replicate: { type: e.keyword === 'type' ? 'invalid_type' : 'invalid', field: at },
+  };
 }
 
 const KIND_BY_STATUS: Readonly<Record<number, ErrorKind>> = { 404: 'not-found', 413: 'payload-too-large', 415: 'unsupported-media-type' };

@@ -77,8 +77,7 @@ export class FileStore {
 
   list(kind: StoredFile['kind']): StoredFile[] {
     this.purge(new Date());
-    return [...this.files.values()]
-      .filter((f) => f.kind === kind).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
+    return [...this.files.values()].filter((f) => f.kind === kind).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
   }
 
   private purge(now: Date): void {

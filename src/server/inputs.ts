@@ -133,7 +133,11 @@ export async function fetchFileInputs(
   results.forEach((r, i) => {
     const field = todo[i]!;
     if (r.status === 'fulfilled') out[field] = r.value;
-    else failures.push({ field, message: `${field}: could not fetch ${redact(input[field] as string)}: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}` });
+    else
+      failures.push({
+        field,
+        message: `${field}: could not fetch ${redact(input[field] as string)}: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`,
+      });
   });
   if (failures.length > 0) throw new InputFetchError(failures);
   return out;

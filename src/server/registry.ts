@@ -5,7 +5,7 @@
 // `extra_lora: "owner/name"` of a registered fine-tune resolves to its LoRA without the network.
 
 import { openApiDocument } from '../predictor/openapi.js';
-import { type LoraMode } from '../predictor/loras.js';
+import type { LoraMode } from '../predictor/loras.js';
 import { downloadingLoraResolver } from '../predictor/lora-sources.js';
 import { ModelHost, type Predictor, type HostOptions } from '../predictor/predictor.js';
 import type { ProfileName } from '../predictor/profiles.js';
@@ -44,7 +44,10 @@ export interface HostedModels {
 }
 
 /** Builds the host and the per-model Predictors (nothing is loaded until setup). Throws ConfigError. */
-export function hostModels(config: Pick<ServerConfig, 'models' | 'defaultModel' | 'allowLocalLoras' | 'loraCache' | 'hubEndpoints'>, opts: HostedModelsOptions): HostedModels {
+export function hostModels(
+  config: Pick<ServerConfig, 'models' | 'defaultModel' | 'allowLocalLoras' | 'loraCache' | 'hubEndpoints'>,
+  opts: HostedModelsOptions,
+): HostedModels {
   const byName = new Map<string, { lora: string | undefined; versionId: string }>();
   const registry = (ref: string): string | undefined => {
     const colon = ref.indexOf(':');
@@ -56,7 +59,10 @@ export function hostModels(config: Pick<ServerConfig, 'models' | 'defaultModel' 
   };
   const cacheDir = opts.loraCacheDir ?? config.loraCache?.dir;
   const { resolver, cache } = downloadingLoraResolver({
-    cache: { ...(cacheDir !== undefined ? { dir: cacheDir } : {}), ...(config.loraCache?.maxBytes !== undefined ? { maxBytes: config.loraCache.maxBytes } : {}) },
+    cache: {
+      ...(cacheDir !== undefined ? { dir: cacheDir } : {}),
+      ...(config.loraCache?.maxBytes !== undefined ? { maxBytes: config.loraCache.maxBytes } : {}),
+    },
     ...(opts.env ? { env: opts.env } : {}),
     registry,
     allowLocal: opts.allowLocalLoras ?? config.allowLocalLoras ?? false,
@@ -81,7 +87,10 @@ export function hostModels(config: Pick<ServerConfig, 'models' | 'defaultModel' 
     const predictor = host.predictor({
       profile: m.profile,
       replicateWeights: m.replicateWeights,
-      ownLora: m.lora === undefined ? undefined : { ref: m.lora, ...(m.loraScale !== undefined ? { scale: m.loraScale } : {}), ...(m.triggerWord ? { triggerWord: m.triggerWord } : {}) },
+      ownLora:
+        m.lora === undefined
+          ? undefined
+          : { ref: m.lora, ...(m.loraScale !== undefined ? { scale: m.loraScale } : {}), ...(m.triggerWord ? { triggerWord: m.triggerWord } : {}) },
     });
     const what = m.lora !== undefined ? `a LoRA fine-tune of ${opts.baseName}` : `${opts.baseName}`;
     const description = m.description ?? `FLUX.1 served by fluxserve: ${what} (${m.profile} inputs)${m.triggerWord ? `; trigger word: ${m.triggerWord}` : ''}`;

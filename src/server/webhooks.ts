@@ -46,7 +46,8 @@ export function parseWebhook(webhook: unknown, filter: unknown): WebhookRequest 
   if (filter !== undefined && filter !== null) {
     if (!Array.isArray(filter)) throw webhookProblem(['webhook_events_filter'], 'webhook_events_filter: must be a list of start, output, logs, completed');
     filter.forEach((f: unknown, i) => {
-      if (!isWebhookEvent(f)) throw webhookProblem(['webhook_events_filter', i], `webhook_events_filter: ${JSON.stringify(f)} is not one of start, output, logs, completed`);
+      if (!isWebhookEvent(f))
+        throw webhookProblem(['webhook_events_filter', i], `webhook_events_filter: ${JSON.stringify(f)} is not one of start, output, logs, completed`);
     });
     events = [...new Set(filter as WebhookEvent[])];
   }

@@ -254,10 +254,7 @@ export function f32ToRaw(dtype: DType, values: Float32Array, out?: RawArray): Ra
       const u = new Uint32Array(values.buffer, values.byteOffset, n);
       for (let i = 0; i < n; i++) {
         const v = u[i]!;
-        r[i] =
-          (v & 0x7fffffff) > 0x7f800000
-            ? 0x7fc0
-            : ((v + (((v >>> 16) & 1) + 0x7fff)) >>> 16) & 0xffff;
+        r[i] = (v & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : ((v + (((v >>> 16) & 1) + 0x7fff)) >>> 16) & 0xffff;
       }
       break;
     }

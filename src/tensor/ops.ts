@@ -35,8 +35,26 @@ export { attnPrep, attnPrepComposed, geluConcat, geluConcatComposed } from './op
 
 /** The names of every op, for backends' completeness checks and docs. */
 export const OP_NAMES = [
-  'linear', 'matmul', 'attention', 'layerNorm', 'rmsNorm', 'groupNorm', 'modulatedLayerNorm', 'gatedResidual',
-  'binary', 'affine', 'activation', 'softmax', 'rope', 'conv2d', 'upsampleNearest', 'concat', 'slice',
-  'permute', 'splitHeads', 'embedding', 'cast', 'absMax',
+  'linear',
+  'matmul',
+  'attention',
+  'layerNorm',
+  'rmsNorm',
+  'groupNorm',
+  'modulatedLayerNorm',
+  'gatedResidual',
+  'binary',
+  'affine',
+  'activation',
+  'softmax',
+  'rope',
+  'conv2d',
+  'upsampleNearest',
+  'concat',
+  'slice',
+  'permute',
+  'splitHeads',
+  'embedding',
+  'cast',
+  'absMax',
 ] as const;
-

@@ -58,11 +58,7 @@ export function clipTokenizerJson(vocab: Record<string, number>, merges: readonl
     added_tokens: [added(sp.bos, bosId), added(sp.eos, eosId)],
     normalizer: {
       type: 'Sequence',
-      normalizers: [
-        { type: 'NFC' },
-        { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' },
-        { type: 'Lowercase' },
-      ],
+      normalizers: [{ type: 'NFC' }, { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' }, { type: 'Lowercase' }],
     },
     pre_tokenizer: {
       type: 'Sequence',

@@ -35,11 +35,7 @@ export interface TextTokenizer {
  * `[bos?] + tokens[:room] + [eos]`, then pad ids up to `maxLength` (HF truncation keeps room for
  * the special tokens; "longest_first" on a single sequence drops from the end).
  */
-export function fitToLength(
-  tokens: readonly number[],
-  specials: { bos: number | undefined; eos: number; pad: number },
-  maxLength: number,
-): Encoded {
+export function fitToLength(tokens: readonly number[], specials: { bos: number | undefined; eos: number; pad: number }, maxLength: number): Encoded {
   const nSpecial = (specials.bos === undefined ? 0 : 1) + 1;
   const room = maxLength - nSpecial;
   if (room < 0) throw new Error(`tokenizer: max_length ${maxLength} leaves no room for the special tokens`);

@@ -99,11 +99,7 @@ export function buildTinyT5TokenizerJson(): Record<string, unknown> {
     // The real file starts with a Precompiled (nmt_nfkc) charsmap; NFKC stands in for it here.
     normalizer: {
       type: 'Sequence',
-      normalizers: [
-        { type: 'NFKC' },
-        { type: 'Strip', strip_left: false, strip_right: true },
-        { type: 'Replace', pattern: { Regex: ' {2,}' }, content: '▁' },
-      ],
+      normalizers: [{ type: 'NFKC' }, { type: 'Strip', strip_left: false, strip_right: true }, { type: 'Replace', pattern: { Regex: ' {2,}' }, content: '▁' }],
     },
     pre_tokenizer: metaspace,
     post_processor: {
@@ -173,9 +169,7 @@ export function writeTinyTokenizers(dir: string): TinyTokenizerInfo {
   writeJson(join(t5Dir, 'tokenizer.json'), t5);
   writeJson(join(t5Dir, 'tokenizer_config.json'), {
     add_prefix_space: true,
-    added_tokens_decoder: Object.fromEntries(
-      T5_SPECIALS.map((c, id) => [String(id), { ...addedTokenJson(c, false), special: true }]),
-    ),
+    added_tokens_decoder: Object.fromEntries(T5_SPECIALS.map((c, id) => [String(id), { ...addedTokenJson(c, false), special: true }])),
     additional_special_tokens: [],
     clean_up_tokenization_spaces: true,
     eos_token: '</s>',

@@ -29,8 +29,27 @@ describe('fluxserve CLI', () => {
   it('predict on the tiny model writes valid images and prints their paths', async () => {
     const out = join(root, 'out');
     const r = run(
-      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'aspect_ratio=custom', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
-        '-i', 'num_outputs=2', '-i', 'seed=1234', '-i', 'output_format=png', '-o', out],
+      [
+        'predict',
+        '-i',
+        'prompt=a photo of a cat',
+        '-i',
+        'aspect_ratio=custom',
+        '-i',
+        'width=320',
+        '-i',
+        'height=256',
+        '-i',
+        'num_inference_steps=2',
+        '-i',
+        'num_outputs=2',
+        '-i',
+        'seed=1234',
+        '-i',
+        'output_format=png',
+        '-o',
+        out,
+      ],
       { FLUXSERVE_CACHE: join(root, 'cache') },
     );
     assert.equal(r.code, 0, r.stderr);
@@ -46,8 +65,25 @@ describe('fluxserve CLI', () => {
     }
     // The same seed reproduces the same image.
     const again = run(
-      ['predict', '-i', 'prompt=a photo of a cat', '-i', 'aspect_ratio=custom', '-i', 'width=320', '-i', 'height=256', '-i', 'num_inference_steps=2',
-        '-i', 'seed=1234', '-i', 'output_format=png', '-o', join(root, 'again')],
+      [
+        'predict',
+        '-i',
+        'prompt=a photo of a cat',
+        '-i',
+        'aspect_ratio=custom',
+        '-i',
+        'width=320',
+        '-i',
+        'height=256',
+        '-i',
+        'num_inference_steps=2',
+        '-i',
+        'seed=1234',
+        '-i',
+        'output_format=png',
+        '-o',
+        join(root, 'again'),
+      ],
       { FLUXSERVE_CACHE: join(root, 'cache') },
     );
     assert.equal(again.code, 0, again.stderr);
@@ -65,7 +101,16 @@ describe('fluxserve CLI', () => {
   it('debug reference-check passes on the BFL fixture and prints every case', () => {
     const r = run(['debug', 'reference-check', FIXTURE]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    for (const name of ['forward.out', 'tap.double_blocks.0.img', 'tap.single_blocks.1', 'noise.seed42.f32', 'sample.latents', 'sample.decoded', 'sample.uint8', 'vae.encoded']) {
+    for (const name of [
+      'forward.out',
+      'tap.double_blocks.0.img',
+      'tap.single_blocks.1',
+      'noise.seed42.f32',
+      'sample.latents',
+      'sample.decoded',
+      'sample.uint8',
+      'vae.encoded',
+    ]) {
       assert.match(r.stdout, new RegExp(`^${name.replace(/\./g, '\\.')}\\s.*ok`, 'm'), `${name} not reported ok`);
     }
     assert.match(r.stdout, /all \d+ checks passed/);
@@ -91,7 +136,7 @@ describe('fluxserve CLI', () => {
     assert.match(r.stdout, /^forward\.out\s.*FAIL/m);
   });
 
-  it('schema prints each profile\'s OpenAPI document, field by field as the seeds', () => {
+  it("schema prints each profile's OpenAPI document, field by field as the seeds", () => {
     type Prop = { type?: string; description?: string; allOf?: { $ref: string }[]; default?: unknown; minimum?: number; maximum?: number; 'x-order': number };
     type Doc = { components: { schemas: Record<string, { properties: Record<string, Prop>; required: string[]; enum?: string[] }> } };
     const cases = [
@@ -105,8 +150,14 @@ describe('fluxserve CLI', () => {
       const doc = JSON.parse(r.stdout) as Doc;
       const input = doc.components.schemas['Input']!;
       const seed = loadSeed(seedFile);
-      const names = Object.entries(input.properties).sort((a, b) => a[1]['x-order'] - b[1]['x-order']).map(([k]) => k);
-      assert.deepEqual(names, seed.fields.map((f) => f.name), `${seedFile}: field names and order`);
+      const names = Object.entries(input.properties)
+        .sort((a, b) => a[1]['x-order'] - b[1]['x-order'])
+        .map(([k]) => k);
+      assert.deepEqual(
+        names,
+        seed.fields.map((f) => f.name),
+        `${seedFile}: field names and order`,
+      );
       assert.deepEqual(input.required, ['prompt']);
       for (const f of seed.fields) {
         const prop = input.properties[f.name]!;
@@ -132,8 +183,26 @@ describe('fluxserve CLI', () => {
   });
 
   it('predict says which inputs the mode ignores', () => {
-    const r = run(['predict', '-i', 'prompt=x', '-i', 'aspect_ratio=custom', '-i', 'width=256', '-i', 'height=256', '-i', 'num_inference_steps=1',
-      '-i', 'prompt_strength=0.5', '-o', join(root, 'ign')], { FLUXSERVE_CACHE: join(root, 'cache') });
+    const r = run(
+      [
+        'predict',
+        '-i',
+        'prompt=x',
+        '-i',
+        'aspect_ratio=custom',
+        '-i',
+        'width=256',
+        '-i',
+        'height=256',
+        '-i',
+        'num_inference_steps=1',
+        '-i',
+        'prompt_strength=0.5',
+        '-o',
+        join(root, 'ign'),
+      ],
+      { FLUXSERVE_CACHE: join(root, 'cache') },
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /prompt_strength is ignored/);
   });
@@ -142,7 +211,9 @@ describe('fluxserve CLI', () => {
     const noModel = run(['predict', '-i', 'prompt=x', '--model', join(root, 'no-such-model')]);
     assert.equal(noModel.code, 1);
     assert.match(noModel.stderr, /no-such-model: not a FLUX model folder/);
-    const maskOnly = run(['predict', '-i', 'prompt=x', '-i', `mask=data:image/png;base64,${Buffer.from('x').toString('base64')}`], { FLUXSERVE_CACHE: join(root, 'cache') });
+    const maskOnly = run(['predict', '-i', 'prompt=x', '-i', `mask=data:image/png;base64,${Buffer.from('x').toString('base64')}`], {
+      FLUXSERVE_CACHE: join(root, 'cache'),
+    });
     assert.equal(maskOnly.code, 2);
     assert.match(maskOnly.stderr, /mask: requires image/);
     assert.doesNotMatch(maskOnly.stderr, /Loaded /, 'validation ran before the weights loaded');

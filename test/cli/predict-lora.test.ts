@@ -35,7 +35,17 @@ describe('fluxserve predict with a remote LoRA', () => {
     root = mkdtempSync(join(tmpdir(), 'fluxserve-cli-lora-'));
     hubs = await startFakeHubs();
     hubs.hfRepos.set('acme/tiny-style', {
-      files: { 'lora.safetensors': tinyLora(5, [['transformer_blocks.0.attn.to_q', 64, 64], ['proj_out', 64, 64]], 4, 0.8) },
+      files: {
+        'lora.safetensors': tinyLora(
+          5,
+          [
+            ['transformer_blocks.0.attn.to_q', 64, 64],
+            ['proj_out', 64, 64],
+          ],
+          4,
+          0.8,
+        ),
+      },
       token: HF_TOKEN,
     });
   });
@@ -46,8 +56,24 @@ describe('fluxserve predict with a remote LoRA', () => {
 
   it('downloads replicate_weights once, applies it, and never prints the token', async () => {
     const env = { FLUXSERVE_CACHE: join(root, 'cache'), HF_ENDPOINT: hubs.hf, HF_TOKEN };
-    const inputs = ['-i', 'prompt=a fox', '-i', 'aspect_ratio=custom', '-i', 'width=256', '-i', 'height=256', '-i', 'num_inference_steps=1',
-      '-i', 'seed=3', '-i', 'output_format=png', '--profile', 'hotswap'];
+    const inputs = [
+      '-i',
+      'prompt=a fox',
+      '-i',
+      'aspect_ratio=custom',
+      '-i',
+      'width=256',
+      '-i',
+      'height=256',
+      '-i',
+      'num_inference_steps=1',
+      '-i',
+      'seed=3',
+      '-i',
+      'output_format=png',
+      '--profile',
+      'hotswap',
+    ];
     const base = await run(['predict', ...inputs, '-o', join(root, 'base')], env);
     assert.equal(base.code, 0, base.stderr);
     const hitsBefore = hubs.hits.length;
@@ -55,7 +81,10 @@ describe('fluxserve predict with a remote LoRA', () => {
     const first = await run(['predict', ...inputs, '-i', `replicate_weights=${ref}`, '-o', join(root, 'a')], env);
     assert.equal(first.code, 0, first.stderr);
     assert.ok(hubs.hits.length > hitsBefore, 'the LoRA was downloaded from the hub');
-    assert.ok(hubs.hits.slice(hitsBefore).some((h) => h.server === 'hf' && h.authorization === `Bearer ${HF_TOKEN}`), 'HF_TOKEN sent to the hub');
+    assert.ok(
+      hubs.hits.slice(hitsBefore).some((h) => h.server === 'hf' && h.authorization === `Bearer ${HF_TOKEN}`),
+      'HF_TOKEN sent to the hub',
+    );
     const hitsAfter = hubs.hits.length;
     const second = await run(['predict', ...inputs, '-i', `replicate_weights=${ref}`, '-o', join(root, 'b')], env);
     assert.equal(second.code, 0, second.stderr);

@@ -185,7 +185,10 @@ export function assertMostlyExact(actual: ArrayLike<number>, expected: ArrayLike
   let same = 0;
   for (let i = 0; i < expected.length; i++) if (actual[i] === expected[i] || (Number.isNaN(actual[i]!) && Number.isNaN(expected[i]!))) same++;
   const frac = expected.length > 0 ? same / expected.length : 1;
-  assert.ok(frac >= minFraction, `${what}: only ${(frac * 100).toFixed(2)}% of ${expected.length} elements equal the reference exactly (need ${minFraction * 100}%)`);
+  assert.ok(
+    frac >= minFraction,
+    `${what}: only ${(frac * 100).toFixed(2)}% of ${expected.length} elements equal the reference exactly (need ${minFraction * 100}%)`,
+  );
 }
 
 /** Fraction of elements that differ (for checking that a test can tell two roundings apart). */

@@ -140,7 +140,13 @@ function sendBody(res: ServerResponse, data: Buffer, sw: Switch | undefined, ext
   res.end(data);
 }
 
-async function listen(name: Hit['server'], hits: Hit[], switches: Map<string, Switch>, sockets: Set<Socket>, route: (req: IncomingMessage, res: ServerResponse, path: string, sw: Switch | undefined) => void): Promise<{ server: Server; base: string }> {
+async function listen(
+  name: Hit['server'],
+  hits: Hit[],
+  switches: Map<string, Switch>,
+  sockets: Set<Socket>,
+  route: (req: IncomingMessage, res: ServerResponse, path: string, sw: Switch | undefined) => void,
+): Promise<{ server: Server; base: string }> {
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
     const path = decodeURIComponent(url.split('?')[0]!);
@@ -198,7 +204,7 @@ export async function startFakeHubs(): Promise<FakeHubs> {
         return json(res, 401, { error: 'Repository not found' }, { 'x-error-code': 'RepoNotFound', 'x-error-message': 'Repository not found' });
       }
       return json(res, 200, {
-        _id: '66b0c0ffee0000000000000' + id.length,
+        _id: `66b0c0ffee0000000000000${id.length}`,
         id,
         modelId: id,
         author: m[1],
@@ -446,7 +452,7 @@ export function makeTar(members: { name: string; data: Buffer }[]): Buffer {
     h.write('0000644\0', 100, 8, 'latin1');
     h.write('0000000\0', 108, 8, 'latin1');
     h.write('0000000\0', 116, 8, 'latin1');
-    h.write(m.data.length.toString(8).padStart(11, '0') + '\0', 124, 12, 'latin1');
+    h.write(`${m.data.length.toString(8).padStart(11, '0')}\0`, 124, 12, 'latin1');
     h.write('14650000000\0', 136, 12, 'latin1');
     h.write('        ', 148, 8, 'latin1');
     h.write('0', 156, 1, 'latin1');
@@ -455,7 +461,7 @@ export function makeTar(members: { name: string; data: Buffer }[]): Buffer {
     h.write(prefix, 345, 155, 'utf8');
     let sum = 0;
     for (const x of h) sum += x;
-    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
     blocks.push(h, m.data, Buffer.alloc((512 - (m.data.length % 512)) % 512));
   }
   blocks.push(Buffer.alloc(1024));

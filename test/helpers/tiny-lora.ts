@@ -27,4 +27,3 @@ export function tinyLora(seed: number, modules: readonly (readonly [string, numb
   rmSync(dir, { recursive: true, force: true });
   return b;
 }
-

@@ -30,8 +30,14 @@ describe('input image decoding', () => {
     assert.ok(inputBytes(`data:image/png;base64,${bytes.toString('base64')}`).equals(bytes));
     assert.ok(inputBytes(`data:application/octet-stream;base64,${bytes.toString('base64')}`).equals(bytes));
     assert.ok(inputBytes(new Uint8Array(bytes)).equals(bytes));
-    assert.throws(() => inputBytes('https://example.com/a.png'), /image: http\(s\) file inputs are fetched by the server; pass a data: URI or a local file with @path/);
-    assert.throws(() => inputBytes('http://example.com/a.png', 'mask'), (e: Error) => e instanceof ImageInputError && e instanceof ValidationError && e.message.startsWith('mask:'));
+    assert.throws(
+      () => inputBytes('https://example.com/a.png'),
+      /image: http\(s\) file inputs are fetched by the server; pass a data: URI or a local file with @path/,
+    );
+    assert.throws(
+      () => inputBytes('http://example.com/a.png', 'mask'),
+      (e: Error) => e instanceof ImageInputError && e instanceof ValidationError && e.message.startsWith('mask:'),
+    );
     assert.throws(() => inputBytes('data:image/png;base64'), /malformed/);
     assert.throws(() => inputBytes('/tmp/x.png'), /expected a data: URI/);
   });
@@ -68,8 +74,14 @@ describe('input image decoding', () => {
 
   it('NEAREST resize reads source pixel floor((x + 0.5)·in/out), as Pillow', () => {
     const src = { width: 5, height: 1, data: new Uint8Array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]) };
-    assert.deepEqual([...resizeNearest(src, 2, 1).data].filter((_, i) => i % 3 === 0), [1, 3]); // 1.25, 3.75
-    assert.deepEqual([...resizeNearest(src, 8, 1).data].filter((_, i) => i % 3 === 0), [0, 0, 1, 2, 2, 3, 4, 4]);
+    assert.deepEqual(
+      [...resizeNearest(src, 2, 1).data].filter((_, i) => i % 3 === 0),
+      [1, 3],
+    ); // 1.25, 3.75
+    assert.deepEqual(
+      [...resizeNearest(src, 8, 1).data].filter((_, i) => i % 3 === 0),
+      [0, 0, 1, 2, 2, 3, 4, 4],
+    );
   });
 });
 

@@ -398,21 +398,21 @@ describe('transformer conversion', () => {
     assert.deepEqual(bfl.info('double_blocks.1.img_attn.qkv.bias')!.shape, [48]);
 
     diff.entries.delete('single_transformer_blocks.0.proj_mlp.bias');
-    assert.throws(
-      () => diffusersToBflTransformer(diff).read('single_blocks.0.linear1.bias'),
-      /single_transformer_blocks\.0\.proj_mlp\.bias/,
-    );
+    assert.throws(() => diffusersToBflTransformer(diff).read('single_blocks.0.linear1.bias'), /single_transformer_blocks\.0\.proj_mlp\.bias/);
   });
 
   it('refuses to concatenate parts of different dtypes, naming them', () => {
     const diff = materialize(bflToDiffusersTransformer(randomSource(bflTransformerKeys(TINY), 'f32', 4)));
     diff.set('transformer_blocks.0.attn.to_v.weight', 'bf16', [16, 16], new Uint16Array(256));
     const bfl = diffusersToBflTransformer(diff);
-    assert.throws(() => bfl.read('double_blocks.0.img_attn.qkv.weight'), (e: Error) => {
-      assert.match(e.message, /transformer_blocks\.0\.attn\.to_v\.weight bf16/);
-      assert.match(e.message, /transformer_blocks\.0\.attn\.to_q\.weight f32/);
-      return true;
-    });
+    assert.throws(
+      () => bfl.read('double_blocks.0.img_attn.qkv.weight'),
+      (e: Error) => {
+        assert.match(e.message, /transformer_blocks\.0\.attn\.to_v\.weight bf16/);
+        assert.match(e.message, /transformer_blocks\.0\.attn\.to_q\.weight f32/);
+        return true;
+      },
+    );
   });
 
   it('passes unknown keys through under their own name', () => {
@@ -510,9 +510,15 @@ describe('VAE key lists at FLUX.1 size', () => {
       'encoder.down.2.block.0.nin_shortcut.weight',
     ]);
     const down = [...k.keys()].filter((n) => n.endsWith('downsample.conv.weight')).sort();
-    assert.deepEqual(down, [0, 1, 2].map((i) => `encoder.down.${i}.downsample.conv.weight`));
+    assert.deepEqual(
+      down,
+      [0, 1, 2].map((i) => `encoder.down.${i}.downsample.conv.weight`),
+    );
     const up = [...k.keys()].filter((n) => n.endsWith('upsample.conv.weight')).sort();
-    assert.deepEqual(up, [1, 2, 3].map((i) => `decoder.up.${i}.upsample.conv.weight`));
+    assert.deepEqual(
+      up,
+      [1, 2, 3].map((i) => `decoder.up.${i}.upsample.conv.weight`),
+    );
     assert.ok(![...k.keys()].some((n) => /\.attn\.\d/.test(n)), 'no attention outside mid');
   });
 

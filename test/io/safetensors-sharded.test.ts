@@ -77,11 +77,14 @@ test('openSafetensors on a file, a one-file directory, and a multi-file director
   m.close();
 
   writeSafetensors(path.join(d, 'c.safetensors'), [['a', { dtype: 'f32', shape: [1], data: new Float32Array([9]) }]]);
-  assert.throws(() => openSafetensors(d), (e: unknown) => {
-    assert.ok(e instanceof SafetensorsError);
-    assert.match(e.message, /tensor "a" is in both .*c\.safetensors and .*only\.safetensors/);
-    return true;
-  });
+  assert.throws(
+    () => openSafetensors(d),
+    (e: unknown) => {
+      assert.ok(e instanceof SafetensorsError);
+      assert.match(e.message, /tensor "a" is in both .*c\.safetensors and .*only\.safetensors/);
+      return true;
+    },
+  );
   assertErr(() => openSafetensors(tmpDir('empty')), 'empty', /no \*\.safetensors files/);
   assertErr(() => openSafetensors(path.join(d, 'missing.safetensors')), 'missing.safetensors', /cannot open/);
 });

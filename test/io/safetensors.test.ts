@@ -31,7 +31,10 @@ test('round trip of every dtype, odd shapes, scalars and empty tensors', () => {
   const f = SafetensorsFile.open(p);
   try {
     assert.equal(f.label, p);
-    assert.deepEqual(f.keys(), tensors.map(([k]) => k));
+    assert.deepEqual(
+      f.keys(),
+      tensors.map(([k]) => k),
+    );
     assert.deepEqual(f.metadata, {});
     let prevEnd = f.dataStart;
     for (const [name, t] of tensors) {
@@ -117,14 +120,23 @@ test('U8/I8/U16/I16/BOOL tensors are read widened to i32', () => {
   f.close();
 });
 
-test('read() takes exactly one tensor\'s range, lazily, from a file with many tensors', () => {
+test("read() takes exactly one tensor's range, lazily, from a file with many tensors", () => {
   const src = new MapSource('many');
-  for (let i = 0; i < 200; i++) src.set(`t${i}`, 'f32', [i % 7, 3], Float32Array.from({ length: (i % 7) * 3 }, (_, j) => i * 1000 + j));
+  for (let i = 0; i < 200; i++)
+    src.set(
+      `t${i}`,
+      'f32',
+      [i % 7, 3],
+      Float32Array.from({ length: (i % 7) * 3 }, (_, j) => i * 1000 + j),
+    );
   const p = tmpPath('many.safetensors');
   writeSafetensors(p, src);
   const f = SafetensorsFile.open(p);
   const got = f.read('t123') as Float32Array;
-  assert.deepEqual([...got], Array.from({ length: (123 % 7) * 3 }, (_, j) => 123000 + j));
+  assert.deepEqual(
+    [...got],
+    Array.from({ length: (123 % 7) * 3 }, (_, j) => 123000 + j),
+  );
   const r = f.byteRange('t123');
   const whole = fs.readFileSync(p);
   assert.deepEqual(Buffer.from(bytesOf(got)), whole.subarray(r.start, r.end));
@@ -161,9 +173,7 @@ test('tensors beyond 4 GB into a (sparse) file are read at the right offset', ()
 });
 
 test('writing from a TensorSource copies it tensor by tensor, in keys() order', () => {
-  const a = new MapSource('mem')
-    .set('z', 'bf16', [2, 2], new Uint16Array([1, 2, 3, 4]))
-    .set('a', 'i32', [], new Int32Array([-5]));
+  const a = new MapSource('mem').set('z', 'bf16', [2, 2], new Uint16Array([1, 2, 3, 4])).set('a', 'i32', [], new Int32Array([-5]));
   const p1 = tmpPath('src1.safetensors');
   writeSafetensors(p1, a, { k: 'v' });
   const f1 = SafetensorsFile.open(p1);

@@ -74,7 +74,15 @@ class Rng {
 function makeLoras(target: LoraTarget): { A: ParsedLora; B: ParsedLora; C: ParsedLora } {
   const rng = new Rng(7);
   const put = (s: MapSource, key: string, shape: number[], amp = 0.2) =>
-    s.set(key, 'f32', shape, rng.array(shape.reduce((a, b) => a * b, 1), amp));
+    s.set(
+      key,
+      'f32',
+      shape,
+      rng.array(
+        shape.reduce((a, b) => a * b, 1),
+        amp,
+      ),
+    );
   // A: kohya, fused qkv + linear1 + final layer, with alphas
   const a = new MapSource('A (kohya)');
   for (const [m, inF, out] of [

@@ -52,7 +52,11 @@ async function expectCode(p: Promise<unknown>, code: string, re?: RegExp): Promi
 }
 
 function noLeftovers(cache: LoraCache): void {
-  assert.deepEqual(readdirSync(cache.dir).filter((f) => f.startsWith('.tmp')), [], 'no temp files left');
+  assert.deepEqual(
+    readdirSync(cache.dir).filter((f) => f.startsWith('.tmp')),
+    [],
+    'no temp files left',
+  );
 }
 
 describe('LoraCache', () => {
@@ -139,7 +143,11 @@ describe('download failure modes', () => {
         hubs.switches.delete('/f.safetensors');
       }
       noLeftovers(cache);
-      assert.deepEqual(readdirSync(cache.dir).filter((f) => f.endsWith('.safetensors')), [], 'nothing cached');
+      assert.deepEqual(
+        readdirSync(cache.dir).filter((f) => f.endsWith('.safetensors')),
+        [],
+        'nothing cached',
+      );
       // And the message names the URL without its query.
       assert.match(errors[errors.length - 1]!, new RegExp(`${hubs.files.replace(/[.]/g, '\\.')}/f\\.safetensors\\?…`));
     });

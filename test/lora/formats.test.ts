@@ -184,7 +184,10 @@ function checkCase(c: Case, parsed: ParsedLora): void {
     const got = applied(parsed, key);
     const want = c.expected.get(key);
     if (!want) {
-      assert.ok(got.every((v) => v === 0), `${c.name}: ${key} must be untouched`);
+      assert.ok(
+        got.every((v) => v === 0),
+        `${c.name}: ${key} must be untouched`,
+      );
       continue;
     }
     let worst = 0;
@@ -620,10 +623,7 @@ describe('parseLora: structure of the deltas', () => {
     const parsed = parseLora(c.src, TARGET);
     const b = findDelta(parsed, 'double_blocks.0.img_attn.qkv.bias');
     assert.deepEqual([b.kind, b.cols, b.rowEnd], ['full', 1, 3 * H]);
-    assert.deepEqual(
-      parsed.overrides.map((o) => o.key).sort(),
-      ['double_blocks.0.img_attn.norm.query_norm.scale', 'single_blocks.1.norm.key_norm.scale'],
-    );
+    assert.deepEqual(parsed.overrides.map((o) => o.key).sort(), ['double_blocks.0.img_attn.norm.query_norm.scale', 'single_blocks.1.norm.key_norm.scale']);
     const o = parsed.overrides.find((x) => x.key === 'single_blocks.1.norm.key_norm.scale')!;
     assert.deepEqual([...o.value], [...rawToF32('f32', c.src.read('single_blocks.1.norm.key_norm.scale'))]);
   });
@@ -678,15 +678,12 @@ describe('parseLora: dropped keys and warnings', () => {
     c.rand('transformer.base_model.model.transformer_blocks.1.attn.to_q.dora_scale', [1, H]);
     const parsed = parseLora(c.src, TARGET);
     checkCase(c, parsed);
-    assert.deepEqual(
-      parsed.dropped.map((d) => d.key).sort(),
-      [
-        'lora_te3_encoder_block_0_layer_0_SelfAttention_q.lora_down.weight',
-        'text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight',
-        'text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight',
-        'transformer.base_model.model.transformer_blocks.1.attn.to_q.dora_scale',
-      ],
-    );
+    assert.deepEqual(parsed.dropped.map((d) => d.key).sort(), [
+      'lora_te3_encoder_block_0_layer_0_SelfAttention_q.lora_down.weight',
+      'text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight',
+      'text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight',
+      'transformer.base_model.model.transformer_blocks.1.attn.to_q.dora_scale',
+    ]);
     assert.ok(parsed.warnings.some((w) => /DoRA/.test(w)));
     assert.ok(parsed.warnings.some((w) => /text-encoder/.test(w)));
   });
@@ -744,11 +741,19 @@ describe('parseLora: errors', () => {
     const s = new MapSource('sd15');
     s.set('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight', 'f32', [4, 8], new Float32Array(32));
     s.set('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight', 'f32', [8, 4], new Float32Array(32));
-    throwsLora(() => parseLora(s, TARGET), 'not-flux', (e) => assert.match(e.message, /not a FLUX LoRA/));
+    throwsLora(
+      () => parseLora(s, TARGET),
+      'not-flux',
+      (e) => assert.match(e.message, /not a FLUX LoRA/),
+    );
     const w = new MapSource('video model');
     w.set('diffusion_model.blocks.0.self_attn.q.lora_A.weight', 'f32', [4, 8], new Float32Array(32));
     w.set('diffusion_model.blocks.0.self_attn.q.lora_B.weight', 'f32', [8, 4], new Float32Array(32));
-    throwsLora(() => parseLora(w, TARGET), 'not-flux', (e) => assert.match(e.message, /not a FLUX LoRA/));
+    throwsLora(
+      () => parseLora(w, TARGET),
+      'not-flux',
+      (e) => assert.match(e.message, /not a FLUX LoRA/),
+    );
   });
 
   it('a full checkpoint -> not a LoRA', () => {
@@ -757,7 +762,11 @@ describe('parseLora: errors', () => {
       const shape = shapeOf(k);
       s.set(k, 'f32', shape, new Float32Array(numel(shape)));
     }
-    throwsLora(() => parseLora(s, TARGET), 'not-lora', (e) => assert.match(e.message, /full model checkpoint/));
+    throwsLora(
+      () => parseLora(s, TARGET),
+      'not-lora',
+      (e) => assert.match(e.message, /full model checkpoint/),
+    );
     throwsLora(() => parseLora(new MapSource('empty'), TARGET), 'not-lora');
   });
 
@@ -780,21 +789,37 @@ describe('parseLora: errors', () => {
     const s = new MapSource('bad in');
     s.set('lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight', 'f32', [4, 32], new Float32Array(128));
     s.set('lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight', 'f32', [3 * H, 4], new Float32Array(3 * H * 4));
-    throwsLora(() => parseLora(s, TARGET), 'shape', (e) => assert.match(e.message, /lora_unet_double_blocks_0_img_attn_qkv\.lora_down\.weight.*32 input features.*64/));
+    throwsLora(
+      () => parseLora(s, TARGET),
+      'shape',
+      (e) => assert.match(e.message, /lora_unet_double_blocks_0_img_attn_qkv\.lora_down\.weight.*32 input features.*64/),
+    );
     const t = new MapSource('bad out');
     t.set('transformer.transformer_blocks.0.attn.to_k.lora_A.weight', 'f32', [4, H], new Float32Array(4 * H));
     t.set('transformer.transformer_blocks.0.attn.to_k.lora_B.weight', 'f32', [3 * H, 4], new Float32Array(3 * H * 4));
-    throwsLora(() => parseLora(t, TARGET), 'shape', (e) => assert.match(e.message, /to_k\.lora_B\.weight.*192 output rows.*rows \[64, 128\).*64/));
+    throwsLora(
+      () => parseLora(t, TARGET),
+      'shape',
+      (e) => assert.match(e.message, /to_k\.lora_B\.weight.*192 output rows.*rows \[64, 128\).*64/),
+    );
     const k = new MapSource('bad kron');
     k.set('lycoris_transformer_blocks_0_attn_to_q.lokr_w1', 'f32', [2, 2], new Float32Array(4));
     k.set('lycoris_transformer_blocks_0_attn_to_q.lokr_w2', 'f32', [32, 16], new Float32Array(512));
-    throwsLora(() => parseLora(k, TARGET), 'shape', (e) => assert.match(e.message, /lokr_w1.*input features/));
+    throwsLora(
+      () => parseLora(k, TARGET),
+      'shape',
+      (e) => assert.match(e.message, /lokr_w1.*input features/),
+    );
   });
 
   it('lora_A without lora_B -> incomplete; two LoRAs on the same rows -> duplicate', () => {
     const s = new MapSource('half');
     s.set('transformer.transformer_blocks.0.attn.to_q.lora_A.weight', 'f32', [4, H], new Float32Array(4 * H));
-    throwsLora(() => parseLora(s, TARGET), 'incomplete', (e) => assert.match(e.message, /to_q\.lora_A\.weight/));
+    throwsLora(
+      () => parseLora(s, TARGET),
+      'incomplete',
+      (e) => assert.match(e.message, /to_q\.lora_A\.weight/),
+    );
     const d = new Case('dup', 'kohya', 15);
     d.pair('lora_unet_double_blocks_0_img_attn_qkv', KOHYA, 4, H, 3 * H, { key: Q(0) }, 1);
     d.pair('transformer.transformer_blocks.0.attn.to_k', KOHYA, 4, H, H, { key: Q(0), rowStart: H }, 1);
@@ -807,7 +832,11 @@ describe('parseLora: errors', () => {
     s.set('lycoris_transformer_blocks_0_attn_to_q.lokr_w2_a', 'f32', [2, 32], new Float32Array(64));
     s.set('lycoris_transformer_blocks_0_attn_to_q.lokr_w2_b', 'f32', [2, 32], new Float32Array(64));
     s.set('lycoris_transformer_blocks_0_attn_to_q.lokr_t2', 'f32', [2, 2, 3, 3], new Float32Array(36));
-    throwsLora(() => parseLora(s, TARGET), 'unsupported', (e) => assert.match(e.message, /lokr_t2/));
+    throwsLora(
+      () => parseLora(s, TARGET),
+      'unsupported',
+      (e) => assert.match(e.message, /lokr_t2/),
+    );
   });
 });
 

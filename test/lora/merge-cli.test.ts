@@ -239,7 +239,12 @@ function lohaLora(): LoraCase {
     if (alpha !== undefined) c.alpha(`${s}.alpha`, alpha);
     const p = mm(w1a, w1b, out, r, inF);
     const q = mm(w2a, w2b, out, r, inF);
-    c.expect(key, rowStart, p.map((v, i) => v * q[i]!), alpha === undefined ? 1 : alpha / r);
+    c.expect(
+      key,
+      rowStart,
+      p.map((v, i) => v * q[i]!),
+      alpha === undefined ? 1 : alpha / r,
+    );
   };
   loha('lora_unet_single_blocks_0_linear2', 4, H, H + MLP, 'single_blocks.0.linear2.weight', 0, 2);
   loha('lycoris_transformer_blocks_1_attn_add_q_proj', 2, H, H, TQ(1), 0);
@@ -262,7 +267,11 @@ function checkMerged(outFile: string, parts: Array<[LoraCase, number]>, relTol =
     assert.equal(g.dtype, b.dtype, `${key}: dtype`);
     const deltas = parts.filter(([c]) => c.expected.has(key));
     if (deltas.length === 0) {
-      assert.deepEqual(Buffer.from(g.raw.buffer, g.raw.byteOffset, g.raw.byteLength), Buffer.from(b.raw.buffer, b.raw.byteOffset, b.raw.byteLength), `${key}: untouched tensor must be bit-identical`);
+      assert.deepEqual(
+        Buffer.from(g.raw.buffer, g.raw.byteOffset, g.raw.byteLength),
+        Buffer.from(b.raw.buffer, b.raw.byteOffset, b.raw.byteLength),
+        `${key}: untouched tensor must be bit-identical`,
+      );
       continue;
     }
     touched++;

@@ -11,7 +11,6 @@ export function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: num
 export function kronRef(x: ArrayLike<number>, a: number, b: number, y: ArrayLike<number>, c: number, d: number): Float64Array {
   const o = new Float64Array(a * c * b * d);
   for (let i = 0; i < a; i++)
-    for (let j = 0; j < b; j++)
-      for (let k = 0; k < c; k++) for (let l = 0; l < d; l++) o[(i * c + k) * (b * d) + (j * d + l)] = x[i * b + j]! * y[k * d + l]!;
+    for (let j = 0; j < b; j++) for (let k = 0; k < c; k++) for (let l = 0; l < d; l++) o[(i * c + k) * (b * d) + (j * d + l)] = x[i * b + j]! * y[k * d + l]!;
   return o;
 }

@@ -73,7 +73,10 @@ function makeLoras(target: LoraTarget): { A: ParsedLora; B: ParsedLora; C: Parse
   const C = parseLora(c, target);
   assert.equal(A.format, 'kohya');
   assert.equal(B.format, 'diffusers-peft');
-  assert.ok(C.deltas.every((d) => d.kind !== 'lowrank'), 'C has no low-rank delta');
+  assert.ok(
+    C.deltas.every((d) => d.kind !== 'lowrank'),
+    'C has no low-rank delta',
+  );
   return { A, B, C };
 }
 

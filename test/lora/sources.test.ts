@@ -89,7 +89,9 @@ after(async () => {
   const secrets = [HF_TOKEN, CIV_TOKEN, REP_TOKEN, hubs.signature, 'sigQUERYsecret123'];
   const names: string[] = [];
   const sidecars: string[] = [];
-  for (const d of readdirSync(root, { withFileTypes: true }).filter((x) => x.isDirectory()).map((x) => x.name)) {
+  for (const d of readdirSync(root, { withFileTypes: true })
+    .filter((x) => x.isDirectory())
+    .map((x) => x.name)) {
     for (const f of readdirSync(join(root, d))) {
       names.push(f);
       if (f.endsWith('.json')) sidecars.push(readFileSync(join(root, d, f), 'utf8'));
@@ -105,26 +107,60 @@ after(async () => {
 describe('parseLoraRef', () => {
   test('forms', () => {
     assert.deepEqual(parseLoraRef('huggingface.co/a/b'), { kind: 'hf', owner: 'a', repo: 'b', rev: 'main' });
-    assert.deepEqual(parseLoraRef('https://huggingface.co/a/b/resolve/main/x/y.safetensors?download=true'), { kind: 'hf', owner: 'a', repo: 'b', rev: 'main', file: 'x/y.safetensors' });
+    assert.deepEqual(parseLoraRef('https://huggingface.co/a/b/resolve/main/x/y.safetensors?download=true'), {
+      kind: 'hf',
+      owner: 'a',
+      repo: 'b',
+      rev: 'main',
+      file: 'x/y.safetensors',
+    });
     assert.deepEqual(parseLoraRef('huggingface.co/a/b/lora.safetensors'), { kind: 'hf', owner: 'a', repo: 'b', rev: 'main', file: 'lora.safetensors' });
     assert.deepEqual(parseLoraRef('https://civitai.com/models/123/some-name?modelVersionId=456'), { kind: 'civitai-model', modelId: '123', versionId: '456' });
     assert.deepEqual(parseLoraRef('civitai.com/models/123'), { kind: 'civitai-model', modelId: '123' });
-    assert.deepEqual(parseLoraRef('https://civitai.com/api/download/models/77?type=Model&token=abc'), { kind: 'civitai-download', versionId: '77', query: '?type=Model', token: 'abc' });
+    assert.deepEqual(parseLoraRef('https://civitai.com/api/download/models/77?type=Model&token=abc'), {
+      kind: 'civitai-download',
+      versionId: '77',
+      query: '?type=Model',
+      token: 'abc',
+    });
     assert.deepEqual(parseLoraRef('bob/my-flux'), { kind: 'replicate', owner: 'bob', name: 'my-flux' });
     assert.deepEqual(parseLoraRef('bob/my-flux:abc123'), { kind: 'replicate', owner: 'bob', name: 'my-flux', version: 'abc123' });
-    assert.deepEqual(parseLoraRef('https://replicate.com/bob/my-flux/versions/abc123'), { kind: 'replicate', owner: 'bob', name: 'my-flux', version: 'abc123' });
+    assert.deepEqual(parseLoraRef('https://replicate.com/bob/my-flux/versions/abc123'), {
+      kind: 'replicate',
+      owner: 'bob',
+      name: 'my-flux',
+      version: 'abc123',
+    });
     assert.deepEqual(parseLoraRef('bob/my-flux/abc123'), { kind: 'replicate', owner: 'bob', name: 'my-flux', version: 'abc123' });
     assert.equal(parseLoraRef('https://x.example/a.safetensors?sig=1').kind, 'url');
     assert.equal(parseLoraRef('data:application/octet-stream;base64,AAAA').kind, 'data');
     assert.equal(parseLoraRef('./x.safetensors', true).kind, 'local');
   });
   test('errors', () => {
-    assert.throws(() => parseLoraRef('./x.safetensors'), (e: LoraSourceError) => e.code === 'local-not-allowed');
-    assert.throws(() => parseLoraRef('/abs/x.safetensors'), (e: LoraSourceError) => e.code === 'local-not-allowed');
-    assert.throws(() => parseLoraRef('huggingface.co/a'), (e: LoraSourceError) => e.code === 'bad-ref');
-    assert.throws(() => parseLoraRef('civitai.com/user/x'), (e: LoraSourceError) => e.code === 'bad-ref');
-    assert.throws(() => parseLoraRef('just words here'), (e: LoraSourceError) => e.code === 'bad-ref' && /Replicate model/.test(e.message));
-    assert.throws(() => parseLoraRef('ftp://x/y.safetensors'), (e: LoraSourceError) => e.code === 'bad-ref');
+    assert.throws(
+      () => parseLoraRef('./x.safetensors'),
+      (e: LoraSourceError) => e.code === 'local-not-allowed',
+    );
+    assert.throws(
+      () => parseLoraRef('/abs/x.safetensors'),
+      (e: LoraSourceError) => e.code === 'local-not-allowed',
+    );
+    assert.throws(
+      () => parseLoraRef('huggingface.co/a'),
+      (e: LoraSourceError) => e.code === 'bad-ref',
+    );
+    assert.throws(
+      () => parseLoraRef('civitai.com/user/x'),
+      (e: LoraSourceError) => e.code === 'bad-ref',
+    );
+    assert.throws(
+      () => parseLoraRef('just words here'),
+      (e: LoraSourceError) => e.code === 'bad-ref' && /Replicate model/.test(e.message),
+    );
+    assert.throws(
+      () => parseLoraRef('ftp://x/y.safetensors'),
+      (e: LoraSourceError) => e.code === 'bad-ref',
+    );
   });
 });
 
@@ -269,7 +305,10 @@ describe('resolveLora: URLs, data: URIs, local files', () => {
     const a = await resolveLora(ref, ctxOf(cache));
     assert.deepEqual(readFileSync(a.path), L.url);
     assert.equal(a.source, `${hubs.files}/plain/style.safetensors?…`);
-    assert.ok(hubs.hits.some((h) => h.url.includes('sigQUERYsecret123')), 'the signed query was sent');
+    assert.ok(
+      hubs.hits.some((h) => h.url.includes('sigQUERYsecret123')),
+      'the signed query was sent',
+    );
     const n = hitCount();
     assert.equal((await resolveLora(ref, ctxOf(cache))).path, a.path);
     assert.equal(hitCount(), n);
@@ -290,7 +329,13 @@ describe('resolveLora: URLs, data: URIs, local files', () => {
     hubs.fileHost.set('/gz/lora.safetensors', gzipSync(L.rep2));
     const b = await resolveLora(`${hubs.files}/gz/lora.safetensors`, ctxOf(cache));
     assert.deepEqual(readFileSync(b.path), L.rep2);
-    hubs.fileHost.set('/two.tar', makeTar([{ name: 'a.safetensors', data: L.rep1 }, { name: 'b.safetensors', data: L.rep2 }]));
+    hubs.fileHost.set(
+      '/two.tar',
+      makeTar([
+        { name: 'a.safetensors', data: L.rep1 },
+        { name: 'b.safetensors', data: L.rep2 },
+      ]),
+    );
     await expectError(resolveLora(`${hubs.files}/two.tar`, ctxOf(cache)), 'ambiguous', /a\.safetensors, b\.safetensors/);
   });
 
@@ -302,7 +347,10 @@ describe('resolveLora: URLs, data: URIs, local files', () => {
     const b = await resolveLora(`data:application/x-tar;base64,${makeTar([{ name: 'x/lora.safetensors', data: L.multi }]).toString('base64')}`, ctxOf(cache));
     assert.deepEqual(readFileSync(b.path), L.multi);
     await expectError(resolveLora('data:application/octet-stream;base64,aGVsbG8gd29ybGQ=', ctxOf(cache)), 'invalid', /not a safetensors file/);
-    assert.deepEqual(readdirSync(cache.dir).filter((f) => f.startsWith('.tmp')), []);
+    assert.deepEqual(
+      readdirSync(cache.dir).filter((f) => f.startsWith('.tmp')),
+      [],
+    );
   });
 
   test('local paths only with allowLocal', async () => {

@@ -5,13 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MapSource } from '../../src/io/source.js';
-import {
-  CLIP_VIT_L14_TEXT,
-  CLIPTextModel,
-  type ClipTextConfig,
-  parseClipTextConfig,
-  pooledIndex,
-} from '../../src/models/clip.js';
+import { CLIP_VIT_L14_TEXT, CLIPTextModel, type ClipTextConfig, parseClipTextConfig, pooledIndex } from '../../src/models/clip.js';
 import { CheckpointError } from '../../src/models/weights.js';
 import { cpuBackend } from '../../src/tensor/cpu/index.js';
 import { type WeightSpec, asF64, matmulT, randomSource, randomTokens, relErr, softmaxRow } from './textenc-helpers.js';
@@ -130,10 +124,24 @@ function promptRow(prompt: number[], L: number, bos: number, eos: number): Int32
 
 describe('parseClipTextConfig', () => {
   const flux = {
-    architectures: ['CLIPTextModel'], attention_dropout: 0, bos_token_id: 0, dropout: 0, eos_token_id: 2,
-    hidden_act: 'quick_gelu', hidden_size: 768, initializer_factor: 1, initializer_range: 0.02,
-    intermediate_size: 3072, layer_norm_eps: 1e-5, max_position_embeddings: 77, model_type: 'clip_text_model',
-    num_attention_heads: 12, num_hidden_layers: 12, pad_token_id: 1, projection_dim: 768, torch_dtype: 'bfloat16',
+    architectures: ['CLIPTextModel'],
+    attention_dropout: 0,
+    bos_token_id: 0,
+    dropout: 0,
+    eos_token_id: 2,
+    hidden_act: 'quick_gelu',
+    hidden_size: 768,
+    initializer_factor: 1,
+    initializer_range: 0.02,
+    intermediate_size: 3072,
+    layer_norm_eps: 1e-5,
+    max_position_embeddings: 77,
+    model_type: 'clip_text_model',
+    num_attention_heads: 12,
+    num_hidden_layers: 12,
+    pad_token_id: 1,
+    projection_dim: 768,
+    torch_dtype: 'bfloat16',
     vocab_size: 49408,
   };
 
@@ -160,7 +168,12 @@ describe('CLIP pooled index (CLIPTextTransformer.forward)', () => {
   });
 
   it('a truncated prompt pools at 76; an empty one at 1', () => {
-    const long = promptRow(Array.from({ length: 90 }, (_, i) => 400 + i), 77, bos, eos);
+    const long = promptRow(
+      Array.from({ length: 90 }, (_, i) => 400 + i),
+      77,
+      bos,
+      eos,
+    );
     assert.equal(pooledIndex(long, 2), 76);
     assert.equal(pooledIndex(promptRow([], 77, bos, eos), 2), 1);
   });
@@ -250,7 +263,12 @@ describe('CLIPTextModel loading', () => {
 
   it('ignores the position_ids buffer of old files and keeps a text_projection', () => {
     const src = randomSource(clipSpecs(TINY), 3);
-    src.set('text_model.embeddings.position_ids', 'i32', [1, 12], Int32Array.from({ length: 12 }, (_, i) => i));
+    src.set(
+      'text_model.embeddings.position_ids',
+      'i32',
+      [1, 12],
+      Int32Array.from({ length: 12 }, (_, i) => i),
+    );
     src.set('text_projection.weight', 'f32', [16, 16], new Float32Array(256));
     const model = load(src);
     assert.deepEqual(model.text_projection?.shape, [16, 16]);

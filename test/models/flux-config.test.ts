@@ -70,7 +70,10 @@ describe('FLUX configs', () => {
   });
 
   it('rejects inconsistent head and RoPE dims with BFL messages', () => {
-    assert.throws(() => validateFluxParams({ ...FLUX_DEV, num_heads: 7 }), (e: unknown) => e instanceof ModelConfigError && /divisible by num_heads 7/.test(e.message));
+    assert.throws(
+      () => validateFluxParams({ ...FLUX_DEV, num_heads: 7 }),
+      (e: unknown) => e instanceof ModelConfigError && /divisible by num_heads 7/.test(e.message),
+    );
     assert.throws(() => validateFluxParams({ ...FLUX_DEV, axes_dim: [16, 56, 48] }), /expected positional dim 128/);
   });
 });

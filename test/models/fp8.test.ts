@@ -97,13 +97,26 @@ describe('go_fast fp8 transformer', () => {
     const r = 2;
     const lora: ParsedLora = {
       format: 'bfl-peft',
-      deltas: [{
-        kind: 'lowrank', module: 'double_blocks.0.img_attn.qkv.weight', rowStart: 0, rowEnd: 3 * D, cols: D, scale: 1,
-        source: 'double_blocks.0.img_attn.qkv', rank: r,
-        down: Float32Array.from({ length: r * D }, (_, i) => Math.sin(i) * 0.3),
-        up: Float32Array.from({ length: 3 * D * r }, (_, i) => Math.cos(i) * 0.3),
-      }],
-      overrides: [], dropped: [], ranks: [r], alphas: [], warnings: [], rank: r,
+      deltas: [
+        {
+          kind: 'lowrank',
+          module: 'double_blocks.0.img_attn.qkv.weight',
+          rowStart: 0,
+          rowEnd: 3 * D,
+          cols: D,
+          scale: 1,
+          source: 'double_blocks.0.img_attn.qkv',
+          rank: r,
+          down: Float32Array.from({ length: r * D }, (_, i) => Math.sin(i) * 0.3),
+          up: Float32Array.from({ length: 3 * D * r }, (_, i) => Math.cos(i) * 0.3),
+        },
+      ],
+      overrides: [],
+      dropped: [],
+      ranks: [r],
+      alphas: [],
+      warnings: [],
+      rank: r,
     };
     const mgr = new LoraManager(model);
     mgr.setLoras([{ parsed: lora, scale: 1, id: 'a' }]);

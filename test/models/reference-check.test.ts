@@ -10,7 +10,16 @@ describe('reference check against the BFL PyTorch fixture (bfl-tiny-a)', () => {
     const lines: string[] = [];
     const { results, ok } = await referenceCheck(BFL_TINY_A, { backend: cpuBackend, log: (l) => lines.push(l) });
     const names = results.map((r) => r.name);
-    for (const want of ['tap.double_blocks.0.img', 'tap.single_blocks.1', 'forward.out', 'noise.seed42.f32', 'sample.latents_packed', 'sample.decoded', 'sample.uint8', 'vae.encoded']) {
+    for (const want of [
+      'tap.double_blocks.0.img',
+      'tap.single_blocks.1',
+      'forward.out',
+      'noise.seed42.f32',
+      'sample.latents_packed',
+      'sample.decoded',
+      'sample.uint8',
+      'vae.encoded',
+    ]) {
       assert.ok(names.includes(want), `no result for ${want}`);
     }
     const bad = results.filter((r) => !r.ok);

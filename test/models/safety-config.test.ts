@@ -34,7 +34,17 @@ describe('safety configs and loading', () => {
     });
     assert.deepEqual(
       { ...real.vision },
-      { hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16, num_channels: 3, image_size: 224, patch_size: 14, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5 },
+      {
+        hidden_size: 1024,
+        intermediate_size: 4096,
+        num_hidden_layers: 24,
+        num_attention_heads: 16,
+        num_channels: 3,
+        image_size: 224,
+        patch_size: 14,
+        hidden_act: 'quick_gelu',
+        layer_norm_eps: 1e-5,
+      },
     );
     assert.equal(real.projection_dim, 768);
     const dictWins = parseSafetyCheckerConfig({ vision_config: { hidden_size: 64, patch_size: 16 }, vision_config_dict: { hidden_size: 32 } });
@@ -73,7 +83,10 @@ describe('safety configs and loading', () => {
     const src = new FabricatingSource('safety-load', 3);
     const w = Weights.from(src, cpuBackend);
     new StableDiffusionSafetyChecker(cfg, w).dispose();
-    const file = new MapSource('safety_checker/model.safetensors', [...src.made.entries].filter(([k]) => k !== 'special_care_embeds_weights'));
+    const file = new MapSource(
+      'safety_checker/model.safetensors',
+      [...src.made.entries].filter(([k]) => k !== 'special_care_embeds_weights'),
+    );
     file.set('vision_model.vision_model.embeddings.position_ids', 'i32', [1, 257], new Int32Array(257)); // old files' buffer: ignored
     assert.throws(
       () => StableDiffusionSafetyChecker.load(file, cpuBackend, cfg),
@@ -86,7 +99,10 @@ describe('safety configs and loading', () => {
     const vsrc = new FabricatingSource('vit-load', 3);
     const vw = Weights.from(vsrc, cpuBackend);
     new ViTForImageClassification(vcfg, vw).dispose();
-    const vfile = new MapSource('falconsai', [...vsrc.made.entries].filter(([k]) => k !== 'vit.encoder.layer.1.attention.attention.key.bias'));
+    const vfile = new MapSource(
+      'falconsai',
+      [...vsrc.made.entries].filter(([k]) => k !== 'vit.encoder.layer.1.attention.attention.key.bias'),
+    );
     assert.throws(() => ViTForImageClassification.load(vfile, cpuBackend, vcfg), /vit\.encoder\.layer\.1\.attention\.attention\.key\.bias/);
   });
 });

@@ -4,13 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { Weights } from '../../src/models/weights.js';
-import {
-  N_CONCEPTS,
-  StableDiffusionSafetyChecker,
-  ViTForImageClassification,
-  parseSafetyCheckerConfig,
-  parseVitConfig,
-} from '../../src/models/safety.js';
+import { N_CONCEPTS, StableDiffusionSafetyChecker, ViTForImageClassification, parseSafetyCheckerConfig, parseVitConfig } from '../../src/models/safety.js';
 import { cpuBackend } from '../../src/tensor/cpu/index.js';
 import { fromArray } from '../../src/tensor/ops.js';
 import { FabricatingSource, TINY_FALCONSAI_JSON, TINY_SAFETY_CHECKER_JSON } from '../../src/tiny/generate.js';
@@ -37,7 +31,10 @@ describe('safety networks vs naive float64 references', () => {
     const pre = 'vision_model.vision_model.';
     for (let b = 0; b < B; b++) {
       const img = Float64Array.from(pix.subarray(b * 3 * S * S, (b + 1) * 3 * S * S));
-      let h = [get(`${pre}embeddings.class_embedding`), ...patches64(img, S, v.patch_size, get(`${pre}embeddings.patch_embedding.weight`), undefined, v.hidden_size)];
+      let h = [
+        get(`${pre}embeddings.class_embedding`),
+        ...patches64(img, S, v.patch_size, get(`${pre}embeddings.patch_embedding.weight`), undefined, v.hidden_size),
+      ];
       const pos = get(`${pre}embeddings.position_embedding.weight`);
       h = h.map((t, i) => t.map((val, c) => val + pos[i * v.hidden_size + c]!));
       h = h.map((t) => layerNorm64(t, get(`${pre}pre_layrnorm.weight`), get(`${pre}pre_layrnorm.bias`), v.layer_norm_eps));
@@ -45,7 +42,16 @@ describe('safety networks vs naive float64 references', () => {
         h,
         get,
         (i) => `${pre}encoder.layers.${i}.`,
-        { ln1: 'layer_norm1', q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.out_proj', ln2: 'layer_norm2', fc1: 'mlp.fc1', fc2: 'mlp.fc2' },
+        {
+          ln1: 'layer_norm1',
+          q: 'self_attn.q_proj',
+          k: 'self_attn.k_proj',
+          v: 'self_attn.v_proj',
+          o: 'self_attn.out_proj',
+          ln2: 'layer_norm2',
+          fc1: 'mlp.fc1',
+          fc2: 'mlp.fc2',
+        },
         { layers: v.num_hidden_layers, heads: v.num_attention_heads, inter: v.intermediate_size, act: v.hidden_act, eps: v.layer_norm_eps },
       );
       const pooled = layerNorm64(h[0]!, get(`${pre}post_layernorm.weight`), get(`${pre}post_layernorm.bias`), v.layer_norm_eps);
@@ -79,7 +85,17 @@ describe('safety networks vs naive float64 references', () => {
     const want = new Float64Array(B * 2);
     for (let b = 0; b < B; b++) {
       const img = Float64Array.from(pix.subarray(b * 3 * S * S, (b + 1) * 3 * S * S));
-      let h = [get('vit.embeddings.cls_token'), ...patches64(img, S, cfg.patch_size, get('vit.embeddings.patch_embeddings.projection.weight'), get('vit.embeddings.patch_embeddings.projection.bias'), D)];
+      let h = [
+        get('vit.embeddings.cls_token'),
+        ...patches64(
+          img,
+          S,
+          cfg.patch_size,
+          get('vit.embeddings.patch_embeddings.projection.weight'),
+          get('vit.embeddings.patch_embeddings.projection.bias'),
+          D,
+        ),
+      ];
       const pos = get('vit.embeddings.position_embeddings');
       h = h.map((t, i) => t.map((val, c) => val + pos[i * D + c]!));
       h = encoder64(
@@ -105,7 +121,10 @@ describe('safety networks vs naive float64 references', () => {
     assert.ok(e < 1e-5, `rel err ${e}`);
     const labels = model.labels(x);
     x.dispose();
-    assert.deepEqual(labels, [0, 1].map((b) => (want[b * 2 + 1]! > want[b * 2]! ? 'nsfw' : 'normal')));
+    assert.deepEqual(
+      labels,
+      [0, 1].map((b) => (want[b * 2 + 1]! > want[b * 2]! ? 'nsfw' : 'normal')),
+    );
     model.dispose();
   });
 });

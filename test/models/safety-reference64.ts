@@ -65,7 +65,13 @@ export interface EncoderNames {
 }
 
 /** A pre-LN transformer encoder over tokens (no mask), both models' layer structure. */
-export function encoder64(h: Float64Array[], get: Get, prefix: (i: number) => string, names: EncoderNames, cfg: { layers: number; heads: number; inter: number; act: string; eps: number }): Float64Array[] {
+export function encoder64(
+  h: Float64Array[],
+  get: Get,
+  prefix: (i: number) => string,
+  names: EncoderNames,
+  cfg: { layers: number; heads: number; inter: number; act: string; eps: number },
+): Float64Array[] {
   const D = h[0]!.length;
   const hd = D / cfg.heads;
   const act = ACT[cfg.act]!;

@@ -5,14 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MapSource } from '../../src/io/source.js';
-import {
-  T5_V1_1_XXL,
-  T5EncoderModel,
-  type T5Config,
-  parseT5Config,
-  relativePositionBucket,
-  relativePositionBuckets,
-} from '../../src/models/t5.js';
+import { T5_V1_1_XXL, T5EncoderModel, type T5Config, parseT5Config, relativePositionBucket, relativePositionBuckets } from '../../src/models/t5.js';
 import { CheckpointError } from '../../src/models/weights.js';
 import { cpuBackend } from '../../src/tensor/cpu/index.js';
 import { scopeDepth } from '../../src/tensor/scope.js';
@@ -138,7 +131,15 @@ describe('T5 relative position buckets (T5Attention._relative_position_bucket)',
 
   it('matches the n -> offset table, both directions, including the exact 16/32/64 boundaries', () => {
     const table: Array<[number, number, number]> = [
-      [0, 7, -1], [8, 11, 8], [12, 15, 9], [16, 22, 10], [23, 31, 11], [32, 45, 12], [46, 63, 13], [64, 90, 14], [91, 600, 15],
+      [0, 7, -1],
+      [8, 11, 8],
+      [12, 15, 9],
+      [16, 22, 10],
+      [23, 31, 11],
+      [32, 45, 12],
+      [46, 63, 13],
+      [64, 90, 14],
+      [91, 600, 15],
     ];
     for (const [lo, hi, off] of table) {
       for (let n = lo; n <= hi; n++) {
@@ -159,10 +160,24 @@ describe('parseT5Config', () => {
   it('reads the FLUX text_encoder_2/config.json fields', () => {
     const cfg = parseT5Config({
       architectures: ['T5EncoderModel'],
-      d_ff: 10240, d_kv: 64, d_model: 4096, dense_act_fn: 'gelu_new', feed_forward_proj: 'gated-gelu',
-      is_encoder_decoder: true, is_gated_act: true, layer_norm_epsilon: 1e-6, model_type: 't5', num_decoder_layers: 24,
-      num_heads: 64, num_layers: 24, pad_token_id: 0, relative_attention_max_distance: 128,
-      relative_attention_num_buckets: 32, tie_word_embeddings: false, torch_dtype: 'bfloat16', vocab_size: 32128,
+      d_ff: 10240,
+      d_kv: 64,
+      d_model: 4096,
+      dense_act_fn: 'gelu_new',
+      feed_forward_proj: 'gated-gelu',
+      is_encoder_decoder: true,
+      is_gated_act: true,
+      layer_norm_epsilon: 1e-6,
+      model_type: 't5',
+      num_decoder_layers: 24,
+      num_heads: 64,
+      num_layers: 24,
+      pad_token_id: 0,
+      relative_attention_max_distance: 128,
+      relative_attention_num_buckets: 32,
+      tie_word_embeddings: false,
+      torch_dtype: 'bfloat16',
+      vocab_size: 32128,
     });
     assert.deepEqual(cfg, T5_V1_1_XXL);
   });

@@ -42,48 +42,48 @@ function open(name: string) {
 // on every backend: the CUDA backend (or its emulator, test/native/emulator.test.ts) runs T5's
 // relative-position-bias attention and CLIP's causal attention through its own kernels
 describe('text encoders vs transformers', () => {
- for (const be of availableBackends()) {
-  it(`T5EncoderModel: last_hidden_state (40 tokens with padding, log buckets; and 7 tokens) [${be.name}]`, () => {
-    const f = open('t5');
-    assert.match(f.cases.metadata['transformers'] ?? '', /^\d/, 'fixture records the transformers version');
-    const model = T5EncoderModel.load(f.weights, be, parseT5Config(f.config));
-    try {
-      for (const prefix of ['', 'short.']) {
-        const ids = f.get(`${prefix}ids`);
-        const ref = f.get(`${prefix}last_hidden_state`).data as Float32Array;
-        const out = model.forward(rows(ids.data as Int32Array, ids.info.shape));
-        const e = relErr(out.toFloat32(), ref);
-        out.dispose();
-        assert.ok(e <= TOL, `T5 ${prefix}last_hidden_state rel err ${e.toExponential(2)} > ${TOL}`);
-        console.log(`T5 ${prefix}last_hidden_state rel err ${e.toExponential(2)}`);
-      }
-    } finally {
-      model.dispose();
-      f.weights.close();
-      f.cases.close();
-    }
-  });
-
-  for (const name of ['clip-legacy-eos', 'clip-eos']) {
-    it(`CLIPTextModel (${name}): last_hidden_state and pooled output [${be.name}]`, () => {
-      const f = open(name);
-      const model = CLIPTextModel.load(f.weights, be, parseClipTextConfig(f.config));
+  for (const be of availableBackends()) {
+    it(`T5EncoderModel: last_hidden_state (40 tokens with padding, log buckets; and 7 tokens) [${be.name}]`, () => {
+      const f = open('t5');
+      assert.match(f.cases.metadata['transformers'] ?? '', /^\d/, 'fixture records the transformers version');
+      const model = T5EncoderModel.load(f.weights, be, parseT5Config(f.config));
       try {
-        const ids = f.get('ids');
-        const out = model.forward(rows(ids.data as Int32Array, ids.info.shape));
-        const eh = relErr(out.last_hidden_state.toFloat32(), f.get('last_hidden_state').data as Float32Array);
-        const ep = relErr(out.pooled.toFloat32(), f.get('pooled').data as Float32Array);
-        out.last_hidden_state.dispose();
-        out.pooled.dispose();
-        assert.ok(eh <= TOL, `CLIP last_hidden_state rel err ${eh.toExponential(2)} > ${TOL}`);
-        assert.ok(ep <= TOL, `CLIP pooled rel err ${ep.toExponential(2)} > ${TOL}`);
-        console.log(`${name}: last_hidden_state rel err ${eh.toExponential(2)}, pooled ${ep.toExponential(2)}`);
+        for (const prefix of ['', 'short.']) {
+          const ids = f.get(`${prefix}ids`);
+          const ref = f.get(`${prefix}last_hidden_state`).data as Float32Array;
+          const out = model.forward(rows(ids.data as Int32Array, ids.info.shape));
+          const e = relErr(out.toFloat32(), ref);
+          out.dispose();
+          assert.ok(e <= TOL, `T5 ${prefix}last_hidden_state rel err ${e.toExponential(2)} > ${TOL}`);
+          console.log(`T5 ${prefix}last_hidden_state rel err ${e.toExponential(2)}`);
+        }
       } finally {
         model.dispose();
         f.weights.close();
         f.cases.close();
       }
     });
+
+    for (const name of ['clip-legacy-eos', 'clip-eos']) {
+      it(`CLIPTextModel (${name}): last_hidden_state and pooled output [${be.name}]`, () => {
+        const f = open(name);
+        const model = CLIPTextModel.load(f.weights, be, parseClipTextConfig(f.config));
+        try {
+          const ids = f.get('ids');
+          const out = model.forward(rows(ids.data as Int32Array, ids.info.shape));
+          const eh = relErr(out.last_hidden_state.toFloat32(), f.get('last_hidden_state').data as Float32Array);
+          const ep = relErr(out.pooled.toFloat32(), f.get('pooled').data as Float32Array);
+          out.last_hidden_state.dispose();
+          out.pooled.dispose();
+          assert.ok(eh <= TOL, `CLIP last_hidden_state rel err ${eh.toExponential(2)} > ${TOL}`);
+          assert.ok(ep <= TOL, `CLIP pooled rel err ${ep.toExponential(2)} > ${TOL}`);
+          console.log(`${name}: last_hidden_state rel err ${eh.toExponential(2)}, pooled ${ep.toExponential(2)}`);
+        } finally {
+          model.dispose();
+          f.weights.close();
+          f.cases.close();
+        }
+      });
+    }
   }
- }
 });

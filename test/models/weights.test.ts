@@ -35,7 +35,10 @@ function loadFails(src: MapSource, key: string, kind: 'missing' | 'unexpected' |
     (e: unknown) => {
       assert.ok(e instanceof CheckpointError, `expected a CheckpointError, got ${String(e)}`);
       assert.match(e.message, new RegExp(key.replace(/\./g, '\\.')));
-      assert.ok(e[kind].some((s) => s.startsWith(key)), `${key} not listed as ${kind}: ${e.message}`);
+      assert.ok(
+        e[kind].some((s) => s.startsWith(key)),
+        `${key} not listed as ${kind}: ${e.message}`,
+      );
       return true;
     },
   );
@@ -72,6 +75,9 @@ describe('Flux weights through the prefix builder', () => {
   it('rejects a guidance embedder the config does not have', () => {
     const src = fixtureWeights();
     const p = { ...params(), guidance_embed: false };
-    assert.throws(() => Flux.load(p, src, cpuBackend), (e: unknown) => e instanceof CheckpointError && e.unexpected.includes('guidance_in.in_layer.weight'));
+    assert.throws(
+      () => Flux.load(p, src, cpuBackend),
+      (e: unknown) => e instanceof CheckpointError && e.unexpected.includes('guidance_in.in_layer.weight'),
+    );
   });
 });

@@ -44,10 +44,7 @@ describe('CUDA kernels on the CPU emulator', () => {
       mod.rewriteLaunches('  fxs::k<FXS_DT_CODE_##dt><<<fxs::g(n), 256, 0, FXS_STREAM>>>(a, f(b, c), n);'),
       '  fxs_emu::launch([=]() { fxs::k<FXS_DT_CODE_##dt>(a, f(b, c), n); }, fxs::g(n), 256, 0, FXS_STREAM);',
     );
-    assert.equal(
-      mod.rewriteLaunches('x; k2<A, B<C>><<<dim3(1, 2), 64>>>(p);'),
-      'x; fxs_emu::launch([=]() { k2<A, B<C>>(p); }, dim3(1, 2), 64);',
-    );
+    assert.equal(mod.rewriteLaunches('x; k2<A, B<C>><<<dim3(1, 2), 64>>>(p);'), 'x; fxs_emu::launch([=]() { k2<A, B<C>>(p); }, dim3(1, 2), 64);');
     assert.equal(mod.rewriteLaunches('no launch here <<'), 'no launch here <<');
   });
 
@@ -60,11 +57,21 @@ describe('CUDA kernels on the CPU emulator', () => {
   });
 
   test('every op test, T5/CLIP against transformers, the go_fast forward pass and the autocast VAE decode on the emulated CUDA backend, cuBLASLt path required', () => {
-    const r = run([process.execPath, 'scripts/run-tests.mjs', 'dist/test/tensor/', 'dist/test/models/textenc-parity', 'dist/test/models/fp8', 'dist/test/models/vae-autocast'], {
-      FLUXSERVE_CUDA_ADDON: ADDON,
-      FXS_REQUIRE_CUBLASLT: '1',
-      FXS_CONV_BAND_BYTES: '6000', // conv2d's im2col in many bands (the reference check below runs the default)
-    });
+    const r = run(
+      [
+        process.execPath,
+        'scripts/run-tests.mjs',
+        'dist/test/tensor/',
+        'dist/test/models/textenc-parity',
+        'dist/test/models/fp8',
+        'dist/test/models/vae-autocast',
+      ],
+      {
+        FLUXSERVE_CUDA_ADDON: ADDON,
+        FXS_REQUIRE_CUBLASLT: '1',
+        FXS_CONV_BAND_BYTES: '6000', // conv2d's im2col in many bands (the reference check below runs the default)
+      },
+    );
     const cudaPassed = r.out.split('\n').filter((l) => /✔ .*\[cuda\]/.test(l)).length;
     const cudaFailed = r.out.split('\n').filter((l) => /✖ .*\[cuda\]/.test(l));
     assert.deepEqual(cudaFailed, [], r.out.slice(-4000));
@@ -136,7 +143,11 @@ describe('CUDA kernels on the CPU emulator', () => {
 
   test('the denoising loop never drains the GPU: small uploads go through the pinned staging ring, the run-ahead is bounded', () => {
     const child = (mode: string, staging?: string, extra: Record<string, string> = {}) => {
-      const r = run([process.execPath, 'dist/test/native/stream-child.js', ...mode.split(' ')], { FLUXSERVE_CUDA_ADDON: ADDON, ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}), ...extra });
+      const r = run([process.execPath, 'dist/test/native/stream-child.js', ...mode.split(' ')], {
+        FLUXSERVE_CUDA_ADDON: ADDON,
+        ...(staging !== undefined ? { FXS_STAGING_BYTES: staging } : {}),
+        ...extra,
+      });
       assert.equal(r.status, 0, r.out.slice(-4000));
       return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, unknown>;
     };
@@ -167,13 +178,20 @@ describe('CUDA kernels on the CPU emulator', () => {
     assert.notEqual(fp8Graph['bits'], staged['bits'], 'go_fast really ran');
   });
 
-  test('a CUDA graph replays on its inputs\' current contents; a capture that needs the host is refused cleanly', () => {
+  test("a CUDA graph replays on its inputs' current contents; a capture that needs the host is refused cleanly", () => {
     const r = run([process.execPath, 'dist/test/native/stream-child.js', 'graph'], { FLUXSERVE_CUDA_ADDON: ADDON });
     assert.equal(r.status, 0, r.out.slice(-4000));
-    const g = JSON.parse(r.out.trim().split('\n').at(-1)!) as { first: number[]; second: number[]; held: number[]; refused: string; after: number[]; allocated: number };
+    const g = JSON.parse(r.out.trim().split('\n').at(-1)!) as {
+      first: number[];
+      second: number[];
+      held: number[];
+      refused: string;
+      after: number[];
+      allocated: number;
+    };
     assert.deepEqual(g.first, [3, 6, 9, 12, 15]);
     assert.deepEqual(g.second, [30, 60, 90, 120, 150], 'the replay read the rewritten input');
-    assert.deepEqual(g.held, [110, 220, 330, 440, 550], 'a tensor freed while capturing stays the graph\'s until it is destroyed');
+    assert.deepEqual(g.held, [110, 220, 330, 440, 550], "a tensor freed while capturing stays the graph's until it is destroyed");
     assert.match(g.refused, /capturing/, 'an upload inside the capture is refused');
     assert.deepEqual(g.after, [20, 40, 60, 80, 100], 'eager ops work after the refused capture');
     assert.equal(g.allocated, 0, 'nothing leaked: graph pool, refused upload');
@@ -196,7 +214,12 @@ describe('CUDA kernels on the CPU emulator', () => {
       ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1',
       UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
     });
-    t.diagnostic(r.out.split('\n').filter((l) => /^ℹ (tests|pass|fail)/.test(l)).join('; '));
+    t.diagnostic(
+      r.out
+        .split('\n')
+        .filter((l) => /^ℹ (tests|pass|fail)/.test(l))
+        .join('; '),
+    );
     assert.doesNotMatch(r.out, /AddressSanitizer|runtime error:/, r.out.slice(-4000));
     assert.equal(r.status, 0, r.out.slice(-4000));
   });

@@ -22,7 +22,11 @@ describe('the CUDA addon op table', () => {
   test('every launcher the table declares is defined by a .cu file', () => {
     const declared = new Set([...renderedFiles()['native/ops.gen.h']!.matchAll(/^int (fxs_\w+)\(/gm)].map((m) => m[1]!));
     const native = `${ROOT}native/`;
-    const sources = fs.readdirSync(native).filter((f) => f.endsWith('.cu')).map((f) => fs.readFileSync(native + f, 'utf8')).join('\n');
+    const sources = fs
+      .readdirSync(native)
+      .filter((f) => f.endsWith('.cu'))
+      .map((f) => fs.readFileSync(native + f, 'utf8'))
+      .join('\n');
     // each declared launcher is defined: directly, or by a FXS_DEF_* macro expanded per suffix
     for (const name of declared) {
       const base = name.replace(/_(f32|bf16|f16|f8e4m3|i32|x32|x16|x8)$/, '');
@@ -33,18 +37,37 @@ describe('the CUDA addon op table', () => {
   test('named args become the positional list the binding reads (dispatch key first, codes, flags, absent pointers)', () => {
     assert.deepEqual(
       positional(OP_TABLE.gemm, {
-        dt: 'bf16', a: 1n, b: 2n, bDt: 'f8e4m3', c: 3n, batch: 1, M: 4, N: 5, K: 6, bNK: true, strideA: 0, strideB: 0, strideC: 0,
-        biasDt: undefined, alpha: 0.5, act: 'gelu_tanh',
+        dt: 'bf16',
+        a: 1n,
+        b: 2n,
+        bDt: 'f8e4m3',
+        c: 3n,
+        batch: 1,
+        M: 4,
+        N: 5,
+        K: 6,
+        bNK: true,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        biasDt: undefined,
+        alpha: 0.5,
+        act: 'gelu_tanh',
       }),
       [1, 1n, 2n, 3, 3n, 1, 4, 5, 6, 1, 0, 0, 0, 0n, 0, 0.5, 1],
     );
     assert.deepEqual(positional(OP_TABLE.cast, { to: 'i32', x: 7n, xDt: 'f16', y: 8n, n: 9 }), [4, 7n, 2, 8n, 9]);
-    assert.deepEqual(
-      positional(OP_TABLE.permute, { elem: 'bf16', x: 1n, y: 2n, n: 6, outDims: [3, 2], inStrides: [1, 3] }),
-      [2, 1n, 2n, 6, [3, 2], [1, 3]],
-    );
+    assert.deepEqual(positional(OP_TABLE.permute, { elem: 'bf16', x: 1n, y: 2n, n: 6, outDims: [3, 2], inStrides: [1, 3] }), [2, 1n, 2n, 6, [3, 2], [1, 3]]);
     assert.deepEqual(positional(OP_TABLE.binary, { dt: 'f32', op: 'mul', a: 1n, b: 2n, bDt: 'bf16', out: 3n, dims: [4], strideA: [1], strideB: [0] }), [
-      0, 2, 1n, 2n, 1, 3n, [4], [1], [0],
+      0,
+      2,
+      1n,
+      2n,
+      1,
+      3n,
+      [4],
+      [1],
+      [0],
     ]);
     const seg = { x: 1n, L: 2, C: 3, col: 4, qScale: 5n, qScaleDt: 'bf16', kScale: 6n, kScaleDt: 'f32' };
     assert.deepEqual(

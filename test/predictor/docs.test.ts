@@ -24,7 +24,11 @@ describe('docs/inputs.md', () => {
         .split('\n')
         .filter((l) => l.startsWith('| ') && !l.startsWith('| field'))
         .map((l) => l.split(' | ')[0]!.slice(2));
-      assert.deepEqual(rows.slice(0, p.fields.length), p.fields.map((f) => f.name), heading);
+      assert.deepEqual(
+        rows.slice(0, p.fields.length),
+        p.fields.map((f) => f.name),
+        heading,
+      );
     }
   });
 });

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { writeSafetensors } from '../../src/io/safetensors.js';
-import { LoraManager } from '../../src/lora/apply.js';
+import type { LoraManager } from '../../src/lora/apply.js';
 import { RuntimeLoraManager } from '../../src/lora/runtime.js';
 import { InputValidationError } from '../../src/predictor/errors.js';
 import { Predictor, type PredictorOptions } from '../../src/predictor/predictor.js';
@@ -71,8 +71,17 @@ describe('Predictor LoRAs (tiny model)', () => {
   before(async () => {
     const raw = Buffer.alloc(64 * 48 * 3);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 37) % 251;
-    const png = await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } }).png().toBuffer();
-    input = { prompt: 'a fox', image: `data:image/png;base64,${png.toString('base64')}`, prompt_strength: 1, num_inference_steps: 2, seed: 7, output_format: 'png' };
+    const png = await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } })
+      .png()
+      .toBuffer();
+    input = {
+      prompt: 'a fox',
+      image: `data:image/png;base64,${png.toString('base64')}`,
+      prompt_strength: 1,
+      num_inference_steps: 2,
+      seed: 7,
+      output_format: 'png',
+    };
     root = mkdtempSync(join(tmpdir(), 'fluxserve-lora-pred-'));
     loraDir = join(root, 'loras');
     writeTinyModel(root);
@@ -104,9 +113,15 @@ describe('Predictor LoRAs (tiny model)', () => {
     const lines: string[] = [];
     const withA = await run(hotswap, { replicate_weights: A }, lines);
     assert.ok(!withA.equals(base), 'a LoRA changes the image');
-    assert.ok(lines.some((l) => /^Loading LoRA weights from data:application\/octet-stream URI \(\d+ chars\)$/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /^Loading LoRA weights from data:application\/octet-stream URI \(\d+ chars\)$/.test(l)),
+      lines.join('\n'),
+    );
     assert.ok(lines.includes('LoRA scale: 1'), lines.join('\n'));
-    assert.ok(lines.some((l) => /^Loaded 1 LoRA\(s\) in .* \(fused into the weights\)$/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /^Loaded 1 LoRA\(s\) in .* \(fused into the weights\)$/.test(l)),
+      lines.join('\n'),
+    );
 
     const m = manager(hotswap) as LoraManager;
     const applies = m.stats.applies;
@@ -126,7 +141,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     await run(hotswap, { replicate_weights: B });
     const off: string[] = [];
     assert.ok((await run(hotswap, {}, off)).equals(base), 'after LoRAs, no LoRA is the base bit for bit');
-    assert.ok(off.some((l) => l.startsWith('Unloaded 1 LoRA(s)')), off.join('\n'));
+    assert.ok(
+      off.some((l) => l.startsWith('Unloaded 1 LoRA(s)')),
+      off.join('\n'),
+    );
     assert.ok((await run(hotswap, { replicate_weights: A })).equals(withA), 'A again gives the same image');
   });
 
@@ -137,12 +155,21 @@ describe('Predictor LoRAs (tiny model)', () => {
     const lines: string[] = [];
     const ab = await run(hotswap, { replicate_weights: A, extra_lora: B, extra_lora_scale: 0.7 }, lines);
     assert.ok(!ab.equals(a) && !ab.equals(b) && !ab.equals(base));
-    assert.deepEqual(manager(hotswap).loaded.map((l) => l.scale), [1, 0.7]);
-    assert.ok(lines.some((l) => l.startsWith('Loading extra LoRA weights from data:')), lines.join('\n'));
+    assert.deepEqual(
+      manager(hotswap).loaded.map((l) => l.scale),
+      [1, 0.7],
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('Loading extra LoRA weights from data:')),
+      lines.join('\n'),
+    );
     assert.ok(lines.includes('Extra LoRA scale: 0.7'), lines.join('\n'));
     const alone: string[] = [];
     assert.ok((await run(hotswap, { extra_lora: B, extra_lora_scale: 0.7 }, alone)).equals(b), 'extra alone == B as main at that scale');
-    assert.ok(alone.some((l) => l.startsWith('extra_lora was given without a main LoRA')), alone.join('\n'));
+    assert.ok(
+      alone.some((l) => l.startsWith('extra_lora was given without a main LoRA')),
+      alone.join('\n'),
+    );
   });
 
   it('a bad LoRA is a 422 naming the field; the previous weights stay usable', async () => {
@@ -155,7 +182,11 @@ describe('Predictor LoRAs (tiny model)', () => {
     const big = dataUri(peftLora(root, 'big', 3, [['transformer_blocks.7.attn.to_q', H, H]]));
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ replicate_weights: dataUri(sdxl) }, 'replicate_weights', /^replicate_weights: not a FLUX LoRA \(/],
-      [{ replicate_weights: A, extra_lora: 'data:application/octet-stream;base64,AAAAAAAAAAB7fQ==' }, 'extra_lora', /^extra_lora: not a valid \.safetensors file/],
+      [
+        { replicate_weights: A, extra_lora: 'data:application/octet-stream;base64,AAAAAAAAAAB7fQ==' },
+        'extra_lora',
+        /^extra_lora: not a valid \.safetensors file/,
+      ],
       [{ replicate_weights: big }, 'replicate_weights', /^replicate_weights: targets modules the loaded model does not have \(.*transformer_blocks\.7/],
       [{ replicate_weights: 'data:;base64,%%%' }, 'replicate_weights', /^replicate_weights: could not be loaded \(malformed data: URI/],
       [{ replicate_weights: Apath }, 'replicate_weights', /^replicate_weights: local LoRA files are not allowed here/],
@@ -198,7 +229,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     await run(p, { replicate_weights: `https://example.com/other.safetensors?token=${SECRET}` }, perRequest, 'r8_PERREQUEST99');
     assert.equal(seenToken, 'r8_PERREQUEST99', 'a per-request token wins');
     const all = [...lines, ...perRequest];
-    assert.ok(all.some((l) => l === 'Loading LoRA weights from https://example.com/lora.safetensors?***'), all.join('\n'));
+    assert.ok(
+      all.some((l) => l === 'Loading LoRA weights from https://example.com/lora.safetensors?***'),
+      all.join('\n'),
+    );
     for (const l of all) {
       for (const s of [SECRET, TOKEN, 'r8_PERREQUEST99']) assert.ok(!l.includes(s), `leaked in: ${l}`);
     }
@@ -227,7 +261,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     // own LoRA misconfigured: a plain error (not the caller's input)
     writeFileSync(join(root, 'junk.safetensors'), 'junk');
     const broken = make({ profile: 'trainer', ownLora: { ref: join(root, 'junk.safetensors') }, allowLocalLoras: true });
-    await assert.rejects(run(broken), (e: unknown) => !(e instanceof InputValidationError) && /^the model's own LoRA: not a valid \.safetensors file/.test((e as Error).message));
+    await assert.rejects(
+      run(broken),
+      (e: unknown) => !(e instanceof InputValidationError) && /^the model's own LoRA: not a valid \.safetensors file/.test((e as Error).message),
+    );
   });
 
   it('runtime mode: same images as fused (pixels within 1), base restored exactly', async () => {
@@ -236,7 +273,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     const fusedAB = await run(hotswap, { replicate_weights: A, extra_lora: B, extra_lora_scale: 0.7 });
     const lines: string[] = [];
     const rtAB = await run(rt, { replicate_weights: A, extra_lora: B, extra_lora_scale: 0.7 }, lines);
-    assert.ok(lines.some((l) => /runtime adapters on \d+ layers/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /runtime adapters on \d+ layers/.test(l)),
+      lines.join('\n'),
+    );
     assert.ok(manager(rt) instanceof RuntimeLoraManager);
     const [x, y] = await Promise.all([rtAB, fusedAB].map((b) => sharp(b).raw().toBuffer()));
     let maxDiff = 0;
@@ -247,7 +287,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     // back to the same list: its adapters come from the cache, the image is the same
     const again: string[] = [];
     assert.ok((await run(rt, { replicate_weights: A, extra_lora: B, extra_lora_scale: 0.7 }, again)).equals(rtAB));
-    assert.ok(again.some((l) => /runtime adapters on \d+ layers in [\d.]+ s, re-attached from the adapter cache/.test(l)), again.join('\n'));
+    assert.ok(
+      again.some((l) => /runtime adapters on \d+ layers in [\d.]+ s, re-attached from the adapter cache/.test(l)),
+      again.join('\n'),
+    );
   });
 
   it('go_fast=true runs the fp8 path: deterministic, main LoRA x1.5, copies follow LoRA changes, ignored for images', async () => {
@@ -258,7 +301,10 @@ describe('Predictor LoRAs (tiny model)', () => {
     const plain = await go({ go_fast: false });
     const first: string[] = [];
     const fast = await go({ go_fast: true }, first);
-    assert.ok(first.some((l) => /^go_fast: fp8 \(e4m3\) block weights and activations \(\d+ layers quantised in /.test(l)), first.join('\n'));
+    assert.ok(
+      first.some((l) => /^go_fast: fp8 \(e4m3\) block weights and activations \(\d+ layers quantised in /.test(l)),
+      first.join('\n'),
+    );
     assert.ok(!fast.equals(plain), 'fp8 changes the image');
     const again: string[] = [];
     assert.ok((await go({ go_fast: true }, again)).equals(fast), 'go_fast is deterministic for a fixed seed');
@@ -275,5 +321,5 @@ describe('Predictor LoRAs (tiny model)', () => {
     await run(hotswap, { go_fast: true }, img);
     assert.ok(!img.some((l) => l.startsWith('go_fast: fp8')), 'img2img runs in the model dtype');
     assert.ok(img.includes('go_fast is ignored in img2img mode (runs in bf16)'), img.join('\n'));
-});
+  });
 });

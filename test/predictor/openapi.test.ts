@@ -60,7 +60,10 @@ describe('openApiDocument', () => {
       assert.deepEqual(input['required'], ['prompt']);
       const props = obj(input['properties']);
       const names = Object.keys(props);
-      assert.deepEqual(names, loadSeed(seedFile).fields.map((f) => f.name));
+      assert.deepEqual(
+        names,
+        loadSeed(seedFile).fields.map((f) => f.name),
+      );
       names.forEach((n, i) => assert.equal(obj(props[n])['x-order'], i, n));
     });
 
@@ -138,7 +141,14 @@ describe('openApiDocument', () => {
 
   it('paths: predict with 422, idempotent PUT, cancel, health-check, shutdown', () => {
     const paths = obj(openApiDocument(HOTSWAP)['paths']);
-    assert.deepEqual(Object.keys(paths), ['/', '/health-check', '/predictions', '/predictions/{prediction_id}', '/predictions/{prediction_id}/cancel', '/shutdown']);
+    assert.deepEqual(Object.keys(paths), [
+      '/',
+      '/health-check',
+      '/predictions',
+      '/predictions/{prediction_id}',
+      '/predictions/{prediction_id}/cancel',
+      '/shutdown',
+    ]);
     const predict = obj(obj(paths['/predictions'])['post']);
     assert.equal(predict['operationId'], 'predict_predictions_post');
     assert.deepEqual(obj(predict['responses'])['422'], {

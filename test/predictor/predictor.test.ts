@@ -15,7 +15,9 @@ import { writeTinyModel } from '../../src/tiny/generate.js';
 async function pngUri(width: number, height: number, px: (x: number, y: number) => number[]): Promise<string> {
   const raw = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) raw.set(px(x, y), (y * width + x) * 3);
-  const buf = await sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  const buf = await sharp(raw, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
   return `data:image/png;base64,${buf.toString('base64')}`;
 }
 
@@ -55,14 +57,23 @@ describe('Predictor img2img / inpainting (tiny model)', () => {
     assert.deepEqual([meta.width, meta.height], [80, 48]);
     assert.ok(lines.includes('Using seed: 1234'), lines.join('\n'));
     assert.ok(lines.includes('Input image 72x40 -> 80x48 (img2img)'), lines.join('\n'));
-    assert.ok(lines.some((l) => l === 'aspect_ratio is ignored in img2img mode'), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l === 'aspect_ratio is ignored in img2img mode'),
+      lines.join('\n'),
+    );
     assert.deepEqual(steps, [1, 2], 'strength 0.5 of 4 steps runs 2');
   });
 
   it('inpainting through the hotswap profile; a random seed is logged', async () => {
     const lines: string[] = [];
-    const r = await hotswap.predict({ prompt: 'a fox', image, mask, num_inference_steps: 2, output_format: 'webp', num_outputs: 2 }, { log: (l) => lines.push(l) });
-    assert.deepEqual(r.files.map((f) => f.name), ['out-0.webp', 'out-1.webp']);
+    const r = await hotswap.predict(
+      { prompt: 'a fox', image, mask, num_inference_steps: 2, output_format: 'webp', num_outputs: 2 },
+      { log: (l) => lines.push(l) },
+    );
+    assert.deepEqual(
+      r.files.map((f) => f.name),
+      ['out-0.webp', 'out-1.webp'],
+    );
     for (const f of r.files) {
       const meta = await sharp(f.data).metadata();
       assert.deepEqual([meta.format, meta.width, meta.height], ['webp', 80, 48]);
@@ -70,7 +81,10 @@ describe('Predictor img2img / inpainting (tiny model)', () => {
     assert.ok(lines.includes(`Using seed: ${r.seed}`));
     assert.ok(r.seed >= 0 && r.seed < 65536);
     assert.ok(lines.includes('Input image 72x40 -> 80x48 (inpaint)'), lines.join('\n'));
-    assert.ok(lines.some((l) => /inpainting \d+ of 60 latent positions/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /inpainting \d+ of 60 latent positions/.test(l)),
+      lines.join('\n'),
+    );
   });
 
   it('the same seed gives the same files; prompt_strength 0 still returns an image', async () => {

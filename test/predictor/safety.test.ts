@@ -31,8 +31,18 @@ describe('Predictor safety filter (tiny model)', () => {
   };
 
   before(async () => {
-    const png = await sharp({ create: { width: 48, height: 32, channels: 3, background: { r: 120, g: 80, b: 200 } } }).png().toBuffer();
-    INPUT = { prompt: 'a fox', image: `data:image/png;base64,${png.toString('base64')}`, prompt_strength: 0.8, num_inference_steps: 2, seed: 7, output_format: 'png', num_outputs: 2 };
+    const png = await sharp({ create: { width: 48, height: 32, channels: 3, background: { r: 120, g: 80, b: 200 } } })
+      .png()
+      .toBuffer();
+    INPUT = {
+      prompt: 'a fox',
+      image: `data:image/png;base64,${png.toString('base64')}`,
+      prompt_strength: 0.8,
+      num_inference_steps: 2,
+      seed: 7,
+      output_format: 'png',
+      num_outputs: 2,
+    };
     root = mkdtempSync(join(tmpdir(), 'fluxserve-safety-'));
     writeTinyModel(root);
     flagAll = join(root, 'safety-flag-all');
@@ -50,7 +60,10 @@ describe('Predictor safety filter (tiny model)', () => {
     const p = make(undefined, (l) => lines.push(l));
     assert.ok(lines.includes('Loading Falcon safety checker...'), lines.join('\n'));
     const r = await p.predict(INPUT, { log: (l) => lines.push(l) });
-    assert.deepEqual(r.files.map((f) => f.name), ['out-0.png', 'out-1.png']);
+    assert.deepEqual(
+      r.files.map((f) => f.name),
+      ['out-0.png', 'out-1.png'],
+    );
     assert.ok(lines.includes('Total safe images: 2 out of 2'), lines.join('\n'));
   });
 
@@ -92,7 +105,10 @@ describe('Predictor safety filter (tiny model)', () => {
     };
     const p = make({ checker });
     const r = await p.predict(INPUT, { log: (l) => lines.push(l) });
-    assert.deepEqual(r.files.map((f) => f.name), ['out-1.png']);
+    assert.deepEqual(
+      r.files.map((f) => f.name),
+      ['out-1.png'],
+    );
     assert.ok(lines.includes('NSFW content detected in image 0'), lines.join('\n'));
     assert.ok(lines.includes('Total safe images: 1 out of 2'), lines.join('\n'));
     p.dispose();
@@ -104,7 +120,10 @@ describe('Predictor safety filter (tiny model)', () => {
     const p = make({ dir: flagAll });
     const r = await p.predict({ ...INPUT, disable_safety_checker: true }, { log: (l) => lines.push(l) });
     assert.equal(r.files.length, 2);
-    assert.ok(lines.some((l) => l.startsWith('Safety checker disabled for this prediction')), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith('Safety checker disabled for this prediction')),
+      lines.join('\n'),
+    );
     assert.ok(!lines.some((l) => l.startsWith('NSFW') || l.startsWith('Total safe')), lines.join('\n'));
   });
 
@@ -126,7 +145,10 @@ describe('Predictor safety filter (tiny model)', () => {
     const setupLines: string[] = [];
     const lines: string[] = [];
     const p = make('disabled', (l) => setupLines.push(l));
-    assert.ok(setupLines.some((l) => l.includes('--disable-safety-checker')), setupLines.join('\n'));
+    assert.ok(
+      setupLines.some((l) => l.includes('--disable-safety-checker')),
+      setupLines.join('\n'),
+    );
     const r = await p.predict({ ...INPUT, num_outputs: 1 }, { log: (l) => lines.push(l) });
     assert.equal(r.files.length, 1);
     assert.ok(lines.includes('The safety checker is disabled on this server: outputs are not checked.'), lines.join('\n'));

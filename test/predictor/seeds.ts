@@ -71,7 +71,13 @@ function parseOutputSchema(file: string, s: string): unknown {
   try {
     return JSON.parse(body);
   } catch {
-    return JSON.parse(body.replace(/'/g, '"').replace(/\bTrue\b/g, 'true').replace(/\bFalse\b/g, 'false').replace(/\bNone\b/g, 'null'));
+    return JSON.parse(
+      body
+        .replace(/'/g, '"')
+        .replace(/\bTrue\b/g, 'true')
+        .replace(/\bFalse\b/g, 'false')
+        .replace(/\bNone\b/g, 'null'),
+    );
   }
 }
 
@@ -110,7 +116,10 @@ function applyMeta(f: SeedField, lines: string[]): void {
     const max = /Max: (-?[0-9.]+)/.exec(rest);
     if (min) f.min = Number(min[1]);
     if (max) f.max = Number(max[1]);
-    rest = rest.replace(/Min: -?[0-9.]+/, '').replace(/Max: -?[0-9.]+/, '').trim();
+    rest = rest
+      .replace(/Min: -?[0-9.]+/, '')
+      .replace(/Max: -?[0-9.]+/, '')
+      .trim();
     if (rest !== '') {
       if (f.default !== undefined) throw new Error(`${f.name}: two defaults (${f.default}, ${rest})`);
       f.default = rest;
@@ -129,8 +138,7 @@ function parsePageLines(file: string, text: string, layout: 'page-text' | 'page-
     .filter((l) => l !== '');
   // A field starts at an identifier line followed by a type line ("string", "string (enum)",
   // or in the tab layout "string" then "(enum)").
-  const isStart = (i: number): boolean =>
-    /^[a-z_0-9]+$/.test(lines[i]!) && i + 1 < lines.length && TYPES.includes(lines[i + 1]!.replace(/ \(enum\)$/, ''));
+  const isStart = (i: number): boolean => /^[a-z_0-9]+$/.test(lines[i]!) && i + 1 < lines.length && TYPES.includes(lines[i + 1]!.replace(/ \(enum\)$/, ''));
   const starts: number[] = [];
   for (let i = 0; i < lines.length; i++) if (isStart(i)) starts.push(i);
   const fields: SeedField[] = [];
@@ -172,9 +180,7 @@ function parsePipeTable(file: string, text: string): Seed {
     const hasMeta = cells[4] !== '' && cells[4] !== undefined;
     const description = hasMeta ? cells[4]! : cells[3]!;
     const f: SeedField =
-      typeCell === 'None'
-        ? { name, type: null, isEnum: true, description }
-        : { name, type: asType(typeCell, file, name), isEnum: false, description };
+      typeCell === 'None' ? { name, type: null, isEnum: true, description } : { name, type: asType(typeCell, file, name), isEnum: false, description };
     if (hasMeta) applyMeta(f, [cells[3]!]);
     fields.push(f);
   }

@@ -211,7 +211,10 @@ describe('required fields, nulls, empties, unknown keys', () => {
 describe('defaults', () => {
   it('trainer: every field present, in order, defaults filled, nulls for the rest', () => {
     const r = validateInput(TRAINER, { prompt: 'a cat' });
-    assert.deepEqual(Object.keys(r.input), TRAINER.fields.map((f) => f.name));
+    assert.deepEqual(
+      Object.keys(r.input),
+      TRAINER.fields.map((f) => f.name),
+    );
     assert.deepEqual(r.input, {
       prompt: 'a cat',
       image: null,
@@ -237,7 +240,10 @@ describe('defaults', () => {
   });
   it('hotswap: every field present, in order, defaults filled', () => {
     const r = validateInput(HOTSWAP, { prompt: 'a cat' });
-    assert.deepEqual(Object.keys(r.input), HOTSWAP.fields.map((f) => f.name));
+    assert.deepEqual(
+      Object.keys(r.input),
+      HOTSWAP.fields.map((f) => f.name),
+    );
     assert.deepEqual(r.input, {
       prompt: 'a cat',
       image: null,
@@ -342,7 +348,9 @@ describe('ignored-input warnings (§1.6)', () => {
     assert.deepEqual(warn(TRAINER, { width: 512 }), ['width is ignored unless aspect_ratio=custom']);
     assert.deepEqual(warn(HOTSWAP, { aspect_ratio: '3:2', height: 512 }), ['height is ignored unless aspect_ratio=custom']);
     assert.deepEqual(warn(HOTSWAP, { aspect_ratio: 'custom', width: 512, height: 512 }), []);
-    assert.deepEqual(warn(HOTSWAP, { aspect_ratio: 'custom', width: 512, height: 512, megapixels: '0.25' }), ['megapixels is ignored with aspect_ratio=custom']);
+    assert.deepEqual(warn(HOTSWAP, { aspect_ratio: 'custom', width: 512, height: 512, megapixels: '0.25' }), [
+      'megapixels is ignored with aspect_ratio=custom',
+    ]);
   });
   it('prompt_strength without an image', () => {
     assert.deepEqual(warn(TRAINER, { prompt_strength: 0.5 }), ['prompt_strength is ignored in text-to-image mode (no image)']);

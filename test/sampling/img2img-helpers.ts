@@ -40,4 +40,3 @@ export function x0AndNoise(models: FluxModels, req: Img2ImgRequest): { x0: Float
   const w = req.width / 8;
   return { x0, noise: pack(randn([req.numOutputs, 16, h, w], req.seed, 'f32'), req.numOutputs, 16, h, w) };
 }
-

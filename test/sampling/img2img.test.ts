@@ -59,7 +59,11 @@ describe('img2img (tiny model)', () => {
       }
       assert.equal(rec.calls.length, evals, `strength ${strength}: model evaluations`);
       assert.equal(firstT[0], sigmas[tStart], `strength ${strength}: first sigma`);
-      assert.deepEqual(rec.calls.map((c) => c.t), Array.from(sigmas.slice(tStart, 4)), `strength ${strength}: timesteps fed`);
+      assert.deepEqual(
+        rec.calls.map((c) => c.t),
+        Array.from(sigmas.slice(tStart, 4)),
+        `strength ${strength}: timesteps fed`,
+      );
       // the first model input is σ·noise + (1 − σ)·x0 (one f32 rounding per op, like scale_noise)
       const { x0, noise } = x0AndNoise(models, req);
       const s = sigmas[tStart]!;

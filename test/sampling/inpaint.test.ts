@@ -86,7 +86,10 @@ describe('inpainting (tiny model)', () => {
           assert.ok(kept > 0 && changed > 0.9 * (2 * D - kept), `step ${p.step}: ${kept} kept, ${changed} repainted differ`);
         },
       });
-      assert.deepEqual(seen, Array.from({ length: ts.length - 1 }, (_, i) => i + 1));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: ts.length - 1 }, (_, i) => i + 1),
+      );
     });
   }
 

@@ -33,7 +33,12 @@ test('pack follows the channel rule of flux-spec §9: (c, 2r+ph, 2q+pw) -> token
 });
 
 test('unpack(pack(x)) == x, and pack(unpack(p)) == p', () => {
-  for (const [B, C, h, w] of [[1, 16, 2, 2], [2, 16, 6, 10], [3, 4, 8, 4], [1, 1, 128, 2]] as const) {
+  for (const [B, C, h, w] of [
+    [1, 16, 2, 2],
+    [2, 16, 6, 10],
+    [3, 4, 8, 4],
+    [1, 1, 128, 2],
+  ] as const) {
     const x = new Float32Array(B * C * h * w).map(() => Math.random() - 0.5);
     assert.deepEqual(unpack(pack(x, B, C, h, w), B, C, h, w), x);
     assert.deepEqual(pack(unpack(x, B, C, h, w), B, C, h, w), x);

@@ -30,7 +30,10 @@ function validationError(field: string, text?: RegExp): (e: unknown) => boolean 
 }
 
 test('the aspect-ratio table at 1 and 0.25 megapixels, in schema order', () => {
-  assert.deepEqual([...ASPECT_RATIO_CHOICES], TABLE.map((r) => r[0]));
+  assert.deepEqual(
+    [...ASPECT_RATIO_CHOICES],
+    TABLE.map((r) => r[0]),
+  );
   for (const [ar, w1, h1, wq, hq] of TABLE) {
     assert.deepEqual(resolveSize({ aspectRatio: ar }), { width: w1, height: h1 }, ar);
     assert.deepEqual(resolveSize({ aspectRatio: ar, megapixels: '1' }), { width: w1, height: h1 }, ar);
@@ -44,8 +47,17 @@ test('the aspect-ratio table at 1 and 0.25 megapixels, in schema order', () => {
 
 test('custom sizes round UP to a multiple of 16 (make_multiple_of_16), bounds 256..1440', () => {
   const cases: [number, number][] = [
-    [256, 256], [257, 272], [271, 272], [272, 272], [1000, 1008], [1008, 1008], [1009, 1024],
-    [1423, 1424], [1424, 1424], [1425, 1440], [1440, 1440],
+    [256, 256],
+    [257, 272],
+    [271, 272],
+    [272, 272],
+    [1000, 1008],
+    [1008, 1008],
+    [1009, 1024],
+    [1423, 1424],
+    [1424, 1424],
+    [1425, 1440],
+    [1440, 1440],
   ];
   for (const [inp, out] of cases) {
     assert.equal(makeMultipleOf16(inp), out);

@@ -3,19 +3,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { openApiDocument } from '../../src/predictor/openapi.js';
-import {
-  GatedPredictor,
-  SMALL,
-  SlowSetupPredictor,
-  fromDataUri,
-  json,
-  post,
-  put,
-  startServer,
-  tinyPredictor,
-  waitUntil,
-  webhookReceiver,
-} from './helpers.js';
+import { GatedPredictor, SMALL, SlowSetupPredictor, fromDataUri, json, post, put, startServer, tinyPredictor, waitUntil, webhookReceiver } from './helpers.js';
 
 const health = async (url: string) => json(await fetch(`${url}/health-check`));
 
@@ -197,8 +185,11 @@ describe('Cog API', () => {
       const statuses = rx.hooks.map((h) => String(h.body['status']));
       assert.equal(statuses[0], 'processing', 'start comes first');
       assert.ok(rx.hooks.every((h) => h.body['id'] === 'hooked'));
-      const firstTerminal = statuses.findIndex((x) => x === 'succeeded');
-      assert.ok(statuses.slice(0, firstTerminal).every((x) => x === 'processing'), statuses.join(','));
+      const firstTerminal = statuses.indexOf('succeeded');
+      assert.ok(
+        statuses.slice(0, firstTerminal).every((x) => x === 'processing'),
+        statuses.join(','),
+      );
       // Exactly three deliveries of the completed event: 500, 500, 200.
       assert.deepEqual(
         rx.hooks.slice(firstTerminal).map((h) => [h.body['status'], h.answered]),

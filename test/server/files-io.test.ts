@@ -23,7 +23,9 @@ class RecordingStub implements ServedPredictor {
   async predict(raw: Record<string, unknown>, _cb: PredictCallbacks = {}): Promise<PredictionResult> {
     validateInput(this.profile, raw);
     this.inputs.push(raw);
-    const data = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 1, g: 2, b: 3 } } }).webp().toBuffer();
+    const data = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+      .webp()
+      .toBuffer();
     return { files: [{ name: 'out-0.webp', contentType: 'image/webp', data }], seed: 1, predictTime: 0.001 };
   }
 }
@@ -122,7 +124,9 @@ describe('file inputs by http(s) URL', () => {
   const MAX = 20_000;
 
   before(async () => {
-    png = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 10, g: 200, b: 30 } } }).png().toBuffer();
+    png = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 10, g: 200, b: 30 } } })
+      .png()
+      .toBuffer();
     files = await localServer((req, _body, res) => {
       const path = (req.url ?? '').split('?')[0];
       if (path === '/img.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end(png);
@@ -143,7 +147,12 @@ describe('file inputs by http(s) URL', () => {
       }
       res.writeHead(404).end('not found');
     });
-    s = await startServer({ predictor: recorder, auth: 'tok', inputFetch: { maxBytes: MAX, timeoutMs: 500, maxRedirects: 3 }, logger: { level: 'trace', stream: sink(lines) } });
+    s = await startServer({
+      predictor: recorder,
+      auth: 'tok',
+      inputFetch: { maxBytes: MAX, timeoutMs: 500, maxRedirects: 3 },
+      logger: { level: 'trace', stream: sink(lines) },
+    });
     await waitUntil(() => s.service.setup.status === 'succeeded');
   });
   after(async () => {
@@ -187,28 +196,42 @@ describe('file inputs by http(s) URL', () => {
     }
     const mask = await post(`${s.url}/predictions`, { input: { prompt: 'x', image: `${files.url}/img.png`, mask: `${files.url}/nope` } });
     assert.equal(mask.status, 422);
-    assert.deepEqual(((await json(mask)) as { detail: { loc: unknown[] }[] }).detail.map((d) => d.loc), [['body', 'input', 'mask']]);
+    assert.deepEqual(
+      ((await json(mask)) as { detail: { loc: unknown[] }[] }).detail.map((d) => d.loc),
+      [['body', 'input', 'mask']],
+    );
     assert.equal(s.service.queue.runningCount, 0);
     assert.doesNotMatch(lines.join(''), /secret/);
   });
 
   it('/v1: a failed download is a 422 problem with invalid_fields naming input.image', async () => {
-    const res = await post(`${s.url}/v1/models/fluxserve/tiny/predictions`, { input: { prompt: 'x', image: `${files.url}/missing?token=secret8` } }, { authorization: 'Bearer tok' });
+    const res = await post(
+      `${s.url}/v1/models/fluxserve/tiny/predictions`,
+      { input: { prompt: 'x', image: `${files.url}/missing?token=secret8` } },
+      { authorization: 'Bearer tok' },
+    );
     assert.equal(res.status, 422);
     const body = await json(res);
-    assert.deepEqual((body['invalid_fields'] as Record<string, unknown>[]).map((f) => [f['type'], f['field']]), [['file_fetch_failed', 'input.image']]);
+    assert.deepEqual(
+      (body['invalid_fields'] as Record<string, unknown>[]).map((f) => [f['type'], f['field']]),
+      [['file_fetch_failed', 'input.image']],
+    );
     assert.doesNotMatch(JSON.stringify(body), /secret/);
   });
 });
 
 describe('file inputs by URL through the real model', () => {
   it('img2img with the official client and an http image URL (tiny model, one step)', async () => {
-    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 90, g: 20, b: 200 } } }).png().toBuffer();
+    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 90, g: 20, b: 200 } } })
+      .png()
+      .toBuffer();
     const files = await localServer((_req, _body, res) => res.writeHead(200, { 'content-type': 'image/png' }).end(png));
     const s = await startServer({});
     try {
       const r = new Replicate({ auth: 'x', baseUrl: `${s.url}/v1`, useFileOutput: false });
-      const out = (await r.run('fluxserve/tiny', { input: { prompt: 'a fox', image: `${files.url}/in.png`, num_inference_steps: 1, prompt_strength: 0.5 } })) as string[];
+      const out = (await r.run('fluxserve/tiny', {
+        input: { prompt: 'a fox', image: `${files.url}/in.png`, num_inference_steps: 1, prompt_strength: 0.5 },
+      })) as string[];
       const meta = await sharp(fromDataUri(out[0]!).data).metadata();
       assert.deepEqual([meta.width, meta.height], [64, 48]);
       assert.equal(files.requests.length, 1);
@@ -246,7 +269,10 @@ describe('shutdown with SSE subscribers and uploads in flight', () => {
       assert.equal(p.status, 'failed');
       assert.match(String(p.error), /shut down/);
       for (const got of await Promise.all(readers)) {
-        assert.deepEqual(got.events.slice(-2).map((e) => e.event), ['error', 'done']);
+        assert.deepEqual(
+          got.events.slice(-2).map((e) => e.event),
+          ['error', 'done'],
+        );
         assert.match(JSON.parse(got.events.at(-2)!.data).detail, /shut down/);
       }
       assert.equal(p.events.subscriberCount, 0);

@@ -153,9 +153,12 @@ export class StubPredictor implements ServedPredictor {
   setup(): void {}
   async predict(raw: Record<string, unknown>, cb: PredictCallbacks = {}): Promise<PredictionResult> {
     const v = validateInput(this.profile, raw);
-    if (v.mode !== 'txt2img') throw new InputValidationError([{ loc: ['body', 'input', 'image'], msg: 'image: not supported by the stub', type: 'value_error' }]);
+    if (v.mode !== 'txt2img')
+      throw new InputValidationError([{ loc: ['body', 'input', 'image'], msg: 'image: not supported by the stub', type: 'value_error' }]);
     cb.log?.('Using seed: 7');
-    const data = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 10, b: 10 } } }).webp().toBuffer();
+    const data = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 10, b: 10 } } })
+      .webp()
+      .toBuffer();
     return { files: [{ name: 'out-0.webp', contentType: 'image/webp', data }], seed: 7, predictTime: 0.001 };
   }
 }
@@ -168,7 +171,9 @@ export interface ReceivedHook {
 }
 
 /** A webhook receiver on loopback; `failCompleted` terminal deliveries are answered 500 first. */
-export async function webhookReceiver(failCompleted = 0): Promise<{ url: string; hooks: ReceivedHook[]; waitFor(pred: (h: ReceivedHook[]) => boolean, ms?: number): Promise<void>; close(): Promise<void> }> {
+export async function webhookReceiver(
+  failCompleted = 0,
+): Promise<{ url: string; hooks: ReceivedHook[]; waitFor(pred: (h: ReceivedHook[]) => boolean, ms?: number): Promise<void>; close(): Promise<void> }> {
   const hooks: ReceivedHook[] = [];
   let failures = failCompleted;
   let notify: (() => void) | undefined;

@@ -32,15 +32,24 @@ describe('PredictionQueue', () => {
     const q = new PredictionQueue({ concurrency: 2, maxQueue: 1 });
     const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((id) => job(id, log));
     q.enqueue(a!.job); // waits: the queue is not open yet (setup running)
-    assert.throws(() => q.enqueue(b!.job), (e: unknown) => e instanceof QueueRefusal && e.reason === 'backlog-full');
-    assert.throws(() => q.runNow(b!.job), (e: unknown) => e instanceof QueueRefusal && e.reason === 'at-capacity');
+    assert.throws(
+      () => q.enqueue(b!.job),
+      (e: unknown) => e instanceof QueueRefusal && e.reason === 'backlog-full',
+    );
+    assert.throws(
+      () => q.runNow(b!.job),
+      (e: unknown) => e instanceof QueueRefusal && e.reason === 'at-capacity',
+    );
     q.start();
     q.enqueue(b!.job);
     q.enqueue(c!.job); // both slots busy: waits
     await tick();
     assert.deepEqual(log, ['start a', 'start b']);
     assert.equal(q.full, true);
-    assert.throws(() => q.enqueue(d!.job), (e: unknown) => e instanceof QueueRefusal && e.reason === 'backlog-full');
+    assert.throws(
+      () => q.enqueue(d!.job),
+      (e: unknown) => e instanceof QueueRefusal && e.reason === 'backlog-full',
+    );
     a!.release();
     await tick();
     assert.deepEqual(log, ['start a', 'start b', 'done a', 'start c']);
@@ -80,6 +89,9 @@ describe('PredictionQueue', () => {
     await tick();
     await q.shutdown(20);
     assert.deepEqual(log, ['start a', 'drop b shutdown', 'aborted a']);
-    assert.throws(() => q.enqueue(job('c', log).job), (e: unknown) => e instanceof QueueRefusal && e.reason === 'closed');
+    assert.throws(
+      () => q.enqueue(job('c', log).job),
+      (e: unknown) => e instanceof QueueRefusal && e.reason === 'closed',
+    );
   });
 });

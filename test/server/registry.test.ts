@@ -3,7 +3,7 @@
 // (fake Hugging Face on loopback, cached), the registry as a LoRA source, no token in any response
 // or log. Config validation errors name the field.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,7 +12,6 @@ import type { AddressInfo } from 'node:net';
 import Replicate, { type FileOutput } from 'replicate';
 import sharp from 'sharp';
 
-import { writeSafetensors } from '../../src/io/safetensors.js';
 import { buildServer } from '../../src/server/app.js';
 import { ConfigError, parseServerConfig } from '../../src/server/config.js';
 import { type HostedModels, hostModels } from '../../src/server/registry.js';
@@ -53,14 +52,33 @@ describe('server config validation', () => {
     bad(m({ defaults: { num_inference_steps: 99 } }), 'models[0].defaults.num_inference_steps', /between 1 and 50/);
     bad(m({ defaults: { replicate_weights: 'a/b' } }), 'models[0].defaults.replicate_weights', /not an input/);
     bad(m({ extra: 1 }), 'models[0].extra', /unknown field/);
-    bad({ models: [{ owner: 'acme', name: 'x' }, { owner: 'acme', name: 'x' }] }, 'models[1].name', /twice/);
+    bad(
+      {
+        models: [
+          { owner: 'acme', name: 'x' },
+          { owner: 'acme', name: 'x' },
+        ],
+      },
+      'models[1].name',
+      /twice/,
+    );
     bad({ lora_cache: { max_bytes: -1 } }, 'lora_cache.max_bytes');
     bad({ hub_endpoints: { hf: 'nope' } }, 'hub_endpoints.hf', /URL/);
     bad({ allow_local_loras: 'yes' }, 'allow_local_loras');
   });
 
   it('resolves relative paths against the config folder and fills defaults', () => {
-    const c = parseServerConfig({ model: 'weights', profile: 'hotswap', models: [{ owner: 'a', name: 'b', lora: './l.safetensors' }, { owner: 'a', name: 'c' }] }, '/cfg');
+    const c = parseServerConfig(
+      {
+        model: 'weights',
+        profile: 'hotswap',
+        models: [
+          { owner: 'a', name: 'b', lora: './l.safetensors' },
+          { owner: 'a', name: 'c' },
+        ],
+      },
+      '/cfg',
+    );
     assert.equal(c.model, '/cfg/weights');
     assert.equal(c.models[0]!.lora, '/cfg/l.safetensors');
     assert.equal(c.models[0]!.profile, 'hotswap');
@@ -99,7 +117,14 @@ describe('registered fine-tunes on one base model', () => {
       {
         models: [
           { owner: 'acme', name: 'style-a', profile: 'trainer', lora: './a.safetensors', trigger_word: 'STYLEA', defaults: { disable_safety_checker: true } },
-          { owner: 'acme', name: 'style-b', profile: 'trainer', lora: `data:application/octet-stream;base64,${b.toString('base64')}`, lora_scale: 0.8, defaults: { disable_safety_checker: true, output_format: 'png' } },
+          {
+            owner: 'acme',
+            name: 'style-b',
+            profile: 'trainer',
+            lora: `data:application/octet-stream;base64,${b.toString('base64')}`,
+            lora_scale: 0.8,
+            defaults: { disable_safety_checker: true, output_format: 'png' },
+          },
           { owner: 'acme', name: 'hot', profile: 'hotswap', defaults: { disable_safety_checker: true } },
         ],
         lora_cache: { dir: './cache' },
@@ -107,7 +132,14 @@ describe('registered fine-tunes on one base model', () => {
       },
       root,
     );
-    hosted = hostModels(config, { modelDir: ensureTinyModel(), backend: defaultBackend(), baseName: 'fluxserve/tiny', profile: 'trainer', env: { HF_TOKEN }, loraDataDir: join(root, 'data') });
+    hosted = hostModels(config, {
+      modelDir: ensureTinyModel(),
+      backend: defaultBackend(),
+      baseName: 'fluxserve/tiny',
+      profile: 'trainer',
+      env: { HF_TOKEN },
+      loraDataDir: join(root, 'data'),
+    });
     const stream = new Writable({
       write(chunk: Buffer, _enc, done) {
         logs.push(chunk.toString('utf8'));
@@ -121,8 +153,17 @@ describe('registered fine-tunes on one base model', () => {
     await app.predictions.start();
     const raw = Buffer.alloc(64 * 48 * 3);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 37) % 251;
-    const png = await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } }).png().toBuffer();
-    input = { prompt: 'a fox', image: `data:image/png;base64,${png.toString('base64')}`, prompt_strength: 1, num_inference_steps: 1, seed: 7, output_format: 'png' };
+    const png = await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } })
+      .png()
+      .toBuffer();
+    input = {
+      prompt: 'a fox',
+      image: `data:image/png;base64,${png.toString('base64')}`,
+      prompt_strength: 1,
+      num_inference_steps: 1,
+      seed: 7,
+      output_format: 'png',
+    };
   });
   after(async () => {
     await app?.close();
@@ -138,10 +179,18 @@ describe('registered fine-tunes on one base model', () => {
   };
 
   it('serves each model with its own schema and one shared host', async () => {
-    const list = (await (await fetch(`${url}/v1/models`)).json()) as { results: { owner: string; name: string; description: string; latest_version: { id: string; openapi_schema: { components: { schemas: { Input: { properties: Record<string, unknown> } } } } } }[] };
+    const list = (await (await fetch(`${url}/v1/models`)).json()) as {
+      results: {
+        owner: string;
+        name: string;
+        description: string;
+        latest_version: { id: string; openapi_schema: { components: { schemas: { Input: { properties: Record<string, unknown> } } } } };
+      }[];
+    };
     const names = list.results.map((m) => `${m.owner}/${m.name}`);
     assert.deepEqual(names, ['fluxserve/tiny', 'acme/style-a', 'acme/style-b', 'acme/hot']);
-    const props = (n: string) => Object.keys(list.results.find((m) => `${m.owner}/${m.name}` === n)!.latest_version.openapi_schema.components.schemas.Input.properties);
+    const props = (n: string) =>
+      Object.keys(list.results.find((m) => `${m.owner}/${m.name}` === n)!.latest_version.openapi_schema.components.schemas.Input.properties);
     assert.ok(!props('acme/style-a').includes('replicate_weights'));
     assert.ok(props('acme/hot').includes('replicate_weights'));
     assert.match(list.results[1]!.description, /trigger word: STYLEA/);
@@ -170,7 +219,10 @@ describe('registered fine-tunes on one base model', () => {
     const c1 = await runModel('acme/hot', { replicate_weights: ref });
     const afterFirst = hubs.hits.length;
     assert.ok(afterFirst > before, 'the first prediction downloads');
-    assert.ok(hubs.hits.slice(before).some((h) => h.authorization === `Bearer ${HF_TOKEN}` && h.server === 'hf'), 'the server token is sent to the hub');
+    assert.ok(
+      hubs.hits.slice(before).some((h) => h.authorization === `Bearer ${HF_TOKEN}` && h.server === 'hf'),
+      'the server token is sent to the hub',
+    );
     await runModel('acme/style-a'); // another LoRA in between
     const c2 = await runModel('acme/hot', { replicate_weights: ref });
     assert.equal(hubs.hits.length, afterFirst, 'no hub request the second time');
@@ -191,7 +243,10 @@ describe('registered fine-tunes on one base model', () => {
 
   it('a malformed LoRA reference is refused when the prediction is created, naming the field', async () => {
     const before = (await replicate.predictions.list()).results.length;
-    for (const [field, ref] of [['replicate_weights', 'huggingface.co/only-an-owner'], ['extra_lora', '/etc/some/local.safetensors']] as const) {
+    for (const [field, ref] of [
+      ['replicate_weights', 'huggingface.co/only-an-owner'],
+      ['extra_lora', '/etc/some/local.safetensors'],
+    ] as const) {
       const res = await fetch(`${url}/v1/models/acme/hot/predictions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: 'Bearer x' },
@@ -206,7 +261,11 @@ describe('registered fine-tunes on one base model', () => {
   });
 
   it('the Cog routes serve the default model; no token appears in any response or log', async () => {
-    const r = await fetch(`${url}/predictions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: { ...input, disable_safety_checker: true } }) });
+    const r = await fetch(`${url}/predictions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: { ...input, disable_safety_checker: true } }),
+    });
     assert.equal(r.status, 200);
     const body = await r.text();
     assert.ok(!body.includes(HF_TOKEN));

@@ -6,7 +6,20 @@ import { after, before, describe, it } from 'node:test';
 import Replicate, { type FileOutput, type Prediction } from 'replicate';
 import sharp from 'sharp';
 import { openApiDocument } from '../../src/predictor/openapi.js';
-import { GatedPredictor, type Running, SMALL, SpyPredictor, StubPredictor, fromDataUri, json, post, startServer, tinyPredictor, waitUntil, webhookReceiver } from './helpers.js';
+import {
+  GatedPredictor,
+  type Running,
+  SMALL,
+  SpyPredictor,
+  StubPredictor,
+  fromDataUri,
+  json,
+  post,
+  startServer,
+  tinyPredictor,
+  waitUntil,
+  webhookReceiver,
+} from './helpers.js';
 
 const TOKEN = 'test-token';
 
@@ -79,7 +92,9 @@ describe('Replicate API with the official client', () => {
     assert.deepEqual(got.output, done.output);
     assert.match(String(got.logs), /Using seed: \d+/);
 
-    const byRef = await r.predictions.create({ version: `fluxserve/tiny:${model.latest_version!.id}`, input: { prompt: 'x', num_outputs: 9 } }).catch((e: Error) => e);
+    const byRef = await r.predictions
+      .create({ version: `fluxserve/tiny:${model.latest_version!.id}`, input: { prompt: 'x', num_outputs: 9 } })
+      .catch((e: Error) => e);
     assert.ok(byRef instanceof Error);
     assert.match(byRef.message, /status 422/);
     assert.match(byRef.message, /num_outputs: must be between 1 and 4/);
@@ -92,7 +107,9 @@ describe('Replicate API with the official client', () => {
     const spy = new SpyPredictor(tinyPredictor());
     const s2 = await startServer({ predictor: spy, auth: TOKEN });
     try {
-      const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 10, g: 120, b: 200 } } }).png().toBuffer();
+      const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 10, g: 120, b: 200 } } })
+        .png()
+        .toBuffer();
       const r = client(s2, { useFileOutput: false });
       // The client uploads the Buffer (POST /v1/files, multipart) and sends the file's URL as `image`.
       const result = await r.run('fluxserve/tiny', { input: { ...SMALL, image: png } }).then(

@@ -46,7 +46,10 @@ describe('fluxserve serve', () => {
       assert.equal(h['status'], 'READY');
       assert.equal((await fetch(`${url}/v1/models`)).status, 401);
       const models = (await (await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer cli-secret' } })).json()) as { results: { name: string }[] };
-      assert.deepEqual(models.results.map((m) => m.name), ['tiny', 'hot']);
+      assert.deepEqual(
+        models.results.map((m) => m.name),
+        ['tiny', 'hot'],
+      );
       assert.match(stderr, /and 1 registered model\(s\) on it/);
       assert.equal((await fetch(`${url}/shutdown`, { method: 'POST' })).status, 200);
       assert.equal(await exited, 0);

@@ -34,8 +34,17 @@ class ProgressStub implements ServedPredictor {
       cb.progress?.({ step, total, itPerSec: 1 });
     }
     if (this.fail) throw new Error(this.fail);
-    const data = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 0, g: 90, b: 0 } } }).webp().toBuffer();
-    return { files: [{ name: 'out-0.webp', contentType: 'image/webp', data }, { name: 'out-1.webp', contentType: 'image/webp', data }], seed: 7, predictTime: 0.001 };
+    const data = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 0, g: 90, b: 0 } } })
+      .webp()
+      .toBuffer();
+    return {
+      files: [
+        { name: 'out-0.webp', contentType: 'image/webp', data },
+        { name: 'out-1.webp', contentType: 'image/webp', data },
+      ],
+      seed: 7,
+      predictTime: 0.001,
+    };
   }
 }
 
@@ -63,7 +72,10 @@ describe('prediction events (SSE)', () => {
         { step: 2, total: 2 },
       ],
     );
-    assert.ok(events.some((e) => e.event === 'log' && /^step 2\/2/.test(String(e.data))), names.join(','));
+    assert.ok(
+      events.some((e) => e.event === 'log' && /^step 2\/2/.test(String(e.data))),
+      names.join(','),
+    );
     const outputs = events.filter((e) => e.event === 'output');
     assert.equal(outputs.length, 1);
     assert.match(outputs[0]!.text, /^data:image\/webp;base64,/);
@@ -86,8 +98,14 @@ describe('prediction events (SSE)', () => {
     assert.equal(viaKey.status, 200);
     assert.match(String(viaKey.contentType), /^text\/event-stream/);
     const names = viaKey.events.map((e) => e.event);
-    assert.deepEqual(names.filter((n) => n !== 'log'), ['progress', 'output', 'done']);
-    assert.deepEqual(viaKey.events.map((e) => Number(e.id)), viaKey.events.map((_, i) => i + 1));
+    assert.deepEqual(
+      names.filter((n) => n !== 'log'),
+      ['progress', 'output', 'done'],
+    );
+    assert.deepEqual(
+      viaKey.events.map((e) => Number(e.id)),
+      viaKey.events.map((_, i) => i + 1),
+    );
     assert.equal(viaKey.events.find((e) => e.event === 'output')!.data, (p.output as string[])[0]);
 
     const viaId = await readSse(`${s.url}/v1/predictions/${p.id}/stream`, { headers: auth });
@@ -129,8 +147,14 @@ describe('prediction events: live subscribers', () => {
       await new Promise((r) => setTimeout(r, 60)); // a few keep-alive comments
       gated.release();
       const got = await staying;
-      assert.deepEqual(got.events.map((e) => e.event).filter((n) => n !== 'log'), ['progress', 'progress', 'progress', 'output', 'output', 'done']);
-      assert.deepEqual(got.events.filter((e) => e.event === 'log').map((e) => e.data), ['Using seed: 7', 'step 1/3', 'step 2/3', 'step 3/3']);
+      assert.deepEqual(
+        got.events.map((e) => e.event).filter((n) => n !== 'log'),
+        ['progress', 'progress', 'progress', 'output', 'output', 'done'],
+      );
+      assert.deepEqual(
+        got.events.filter((e) => e.event === 'log').map((e) => e.data),
+        ['Using seed: 7', 'step 1/3', 'step 2/3', 'step 3/3'],
+      );
       assert.equal(p.events.subscriberCount, 0);
       await waitUntil(() => s.service.openStreams === 0, 5_000);
     } finally {
@@ -152,7 +176,10 @@ describe('prediction events: live subscribers', () => {
       const id = String((list['results'] as Record<string, unknown>[])[0]!['id']);
       const got = await readSse(`${s.url}/v1/predictions/${id}/stream`, { headers: auth });
       const tail = got.events.slice(-2);
-      assert.deepEqual(tail.map((e) => e.event), ['error', 'done']);
+      assert.deepEqual(
+        tail.map((e) => e.event),
+        ['error', 'done'],
+      );
       assert.deepEqual(JSON.parse(tail[0]!.data), { detail: 'the GPU caught fire' });
       assert.deepEqual(JSON.parse(tail[1]!.data), { reason: 'error' });
     } finally {
@@ -173,7 +200,10 @@ describe('prediction events: live subscribers', () => {
       await waitUntil(() => s.service.inFlightPrediction('cog-sse')!.events.subscriberCount === 1);
       assert.equal((await fetch(`${s.url}/predictions/cog-sse/cancel`, { method: 'POST' })).status, 200);
       const got = await reading;
-      assert.deepEqual(got.events.map((e) => e.event), ['done']);
+      assert.deepEqual(
+        got.events.map((e) => e.event),
+        ['done'],
+      );
       assert.deepEqual(JSON.parse(got.events[0]!.data), { reason: 'canceled' });
       assert.equal((await readSse(`${s.url}/predictions/cog-sse/stream`)).status, 404);
     } finally {

@@ -8,12 +8,23 @@ import { attention, fromArray } from '../../src/tensor/ops.js';
 import { assertClose, forEachBackend, randomTensor, rounded, tolFor } from '../helpers/backends.js';
 
 interface Dims {
-  B: number; H: number; Lq: number; Lk: number; D: number; Dv: number;
+  B: number;
+  H: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  Dv: number;
 }
 
 function naiveAttention(
-  q: Float32Array, k: Float32Array, v: Float32Array, { B, H, Lq, Lk, D, Dv }: Dims,
-  scale: number, bias: { v: Float32Array; bb: number; bh: number } | undefined, causal: boolean, dtype: DType,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  { B, H, Lq, Lk, D, Dv }: Dims,
+  scale: number,
+  bias: { v: Float32Array; bb: number; bh: number } | undefined,
+  causal: boolean,
+  dtype: DType,
 ): Float32Array {
   const out = new Float64Array(B * Lq * H * Dv); // [B, Lq, H*Dv]
   for (let b = 0; b < B; b++) {
@@ -71,7 +82,12 @@ describe('attention', () => {
     forEachBackend(`attention with scale and broadcast bias, ${dtype}`, (be) => {
       const d: Dims = { B: 2, H: 3, Lq: 6, Lk: 9, D: 5, Dv: 4 };
       const { q, k, v } = inputs(be, d, dtype, 50);
-      for (const [bb, bh] of [[1, 3], [2, 1], [2, 3], [1, 1]] as const) {
+      for (const [bb, bh] of [
+        [1, 3],
+        [2, 1],
+        [2, 3],
+        [1, 1],
+      ] as const) {
         const bias = randomTensor(be, [bb, bh, d.Lq, d.Lk], 60 + bb * 10 + bh, { dtype, scale: 3 });
         const y = attention(q.t, k.t, v.t, { scale: 0.3, bias: bias.t });
         const ref = naiveAttention(q.v, k.v, v.v, d, 0.3, { v: bias.v, bb, bh }, false, dtype);

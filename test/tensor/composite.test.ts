@@ -14,14 +14,21 @@ function makePe(Bp: number, L: number, Dh: number): Float32Array {
   for (let b = 0; b < Bp; b++)
     for (let l = 0; l < L; l++)
       for (let k = 0; k < Dh / 2; k++) {
-        const a = (l + 1 + b * 0.5) * Math.pow(10000, (-2 * k) / Dh);
-        const o = (((b * L + l) * (Dh / 2)) + k) * 4;
+        const a = (l + 1 + b * 0.5) * 10000 ** ((-2 * k) / Dh);
+        const o = ((b * L + l) * (Dh / 2) + k) * 4;
         pe.set([Math.cos(a), -Math.sin(a), Math.sin(a), Math.cos(a)], o);
       }
   return pe;
 }
 
-interface Seg { v: Float32Array; L: number; C: number; col: number; qs: Float32Array; ks: Float32Array }
+interface Seg {
+  v: Float32Array;
+  L: number;
+  C: number;
+  col: number;
+  qs: Float32Array;
+  ks: Float32Array;
+}
 
 /** slice -> splitHeads -> rmsNorm (x·rrms rounded, times scale rounded) -> concat -> rope (rounded). */
 function naiveAttnPrep(segs: Seg[], B: number, H: number, Dh: number, pe: Float32Array, Bp: number, eps: number, dtype: DType) {
@@ -69,8 +76,17 @@ describe('attnPrep', () => {
     forEachBackend(`one and two segments, column offsets, shared and per-batch pe, ${dtype}`, (be) => {
       const H = 3;
       for (const Dh of [8, 128, 6]) {
-        for (const [B, Bp] of [[2, 1], [2, 2], [1, 1]] as const) {
-          const mk = (L: number, C: number, col: number, seed: number): Seg & { t: ReturnType<typeof randomTensor>['t']; qt: ReturnType<typeof randomTensor>['t']; kt: ReturnType<typeof randomTensor>['t'] } => {
+        for (const [B, Bp] of [
+          [2, 1],
+          [2, 2],
+          [1, 1],
+        ] as const) {
+          const mk = (
+            L: number,
+            C: number,
+            col: number,
+            seed: number,
+          ): Seg & { t: ReturnType<typeof randomTensor>['t']; qt: ReturnType<typeof randomTensor>['t']; kt: ReturnType<typeof randomTensor>['t'] } => {
             const x = randomTensor(be, [B, L, C], seed, { dtype, scale: 2 });
             const q = randomTensor(be, [Dh], seed + 1, { dtype, offset: 1, scale: 0.2 });
             const k = randomTensor(be, [Dh], seed + 2, { dtype, offset: 1, scale: 0.2 });
@@ -88,7 +104,12 @@ describe('attnPrep', () => {
             const ref = naiveAttnPrep(segs, B, H, Dh, pev, Bp, 1e-6, dtype);
             got.forEach((t, i) => {
               assert.deepEqual(t.shape, [B, H, Lt, Dh]);
-              assertClose(t.toFloat32(), ref[i]!, i === 2 ? TOL.exact : tolFor(dtype), `attnPrep ${'qkv'[i]} Dh=${Dh} B=${B} pe batch ${Bp} segs ${segs.length} ${dtype}`);
+              assertClose(
+                t.toFloat32(),
+                ref[i]!,
+                i === 2 ? TOL.exact : tolFor(dtype),
+                `attnPrep ${'qkv'[i]} Dh=${Dh} B=${B} pe batch ${Bp} segs ${segs.length} ${dtype}`,
+              );
             });
             // the fused version (when the backend has one) against the composition on the same backend
             const c = attnPrepComposed(args, { heads: H, pe, eps: 1e-6 });
@@ -103,7 +124,11 @@ describe('attnPrep', () => {
 describe('geluConcat', () => {
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`[a | gelu_tanh(h[:, col:col+W])], ${dtype}`, (be) => {
-      for (const [B, L, Da, C, col, W] of [[2, 3, 4, 10, 3, 5], [1, 1, 1, 1, 0, 1], [1, 5, 64, 200, 64, 136]] as const) {
+      for (const [B, L, Da, C, col, W] of [
+        [2, 3, 4, 10, 3, 5],
+        [1, 1, 1, 1, 0, 1],
+        [1, 5, 64, 200, 64, 136],
+      ] as const) {
         const a = randomTensor(be, [B, L, Da], 7 + C, { dtype });
         const h = randomTensor(be, [B, L, C], 8 + C, { dtype, scale: 3 });
         const y = geluConcat(a.t, h.t, col, W);
@@ -113,8 +138,18 @@ describe('geluConcat', () => {
           for (let c = 0; c < Da; c++) ref[r * (Da + W) + c] = a.v[r * Da + c]!;
           for (let c = 0; c < W; c++) ref[r * (Da + W) + Da + c] = actRef('gelu_tanh', h.v[r * C + col + c]!);
         }
-        assertClose(y.toFloat32(), rounded(dtype, ref), dtype === 'f32' ? { rtol: 1e-5, atol: 1e-6 } : TOL.bf16, `geluConcat ${[B, L, Da, C, col, W]} ${dtype}`);
-        assertClose(y.toFloat32(), geluConcatComposed(a.t, h.t, col, W).toFloat32(), dtype === 'f32' ? { rtol: 1e-5, atol: 1e-6 } : TOL.bf16, 'fused vs composed');
+        assertClose(
+          y.toFloat32(),
+          rounded(dtype, ref),
+          dtype === 'f32' ? { rtol: 1e-5, atol: 1e-6 } : TOL.bf16,
+          `geluConcat ${[B, L, Da, C, col, W]} ${dtype}`,
+        );
+        assertClose(
+          y.toFloat32(),
+          geluConcatComposed(a.t, h.t, col, W).toFloat32(),
+          dtype === 'f32' ? { rtol: 1e-5, atol: 1e-6 } : TOL.bf16,
+          'fused vs composed',
+        );
       }
       assert.throws(() => geluConcat(randomTensor(be, [1, 2, 3], 1).t, randomTensor(be, [1, 2, 4], 2).t, 2, 3), /columns \[2, 5\) do not fit C=4/);
     });

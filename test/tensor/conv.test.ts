@@ -10,8 +10,14 @@ import { assertClose, forEachBackend, randomTensor, rounded, tolFor } from '../h
 type Pad4 = [number, number, number, number];
 
 function naiveConv(
-  x: Float32Array, [B, C, H, W]: number[], w: Float32Array, [O, , kh, kw]: number[], bias: Float32Array | undefined,
-  [sh, sw]: [number, number], [pt, pb, pl, pr]: Pad4, dtype: DType,
+  x: Float32Array,
+  [B, C, H, W]: number[],
+  w: Float32Array,
+  [O, , kh, kw]: number[],
+  bias: Float32Array | undefined,
+  [sh, sw]: [number, number],
+  [pt, pb, pl, pr]: Pad4,
+  dtype: DType,
 ): { y: Float32Array; shape: number[] } {
   const Ho = Math.floor((H! + pt + pb - kh!) / sh) + 1;
   const Wo = Math.floor((W! + pl + pr - kw!) / sw) + 1;
@@ -92,7 +98,11 @@ describe('conv2d', () => {
 describe('upsampleNearest', () => {
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`upsampleNearest factors 1, 2, 3, ${dtype}`, (be) => {
-      for (const shape of [[2, 3, 4, 5], [1, 1, 1, 1], [1, 2, 3, 1]]) {
+      for (const shape of [
+        [2, 3, 4, 5],
+        [1, 1, 1, 1],
+        [1, 2, 3, 1],
+      ]) {
         const [B, C, H, W] = shape as [number, number, number, number];
         const x = randomTensor(be, shape, 7, { dtype });
         for (const f of [1, 2, 3]) {

@@ -26,13 +26,28 @@ function naiveBinary(op: BinaryOp, a: Float32Array, aShape: number[], b: Float32
 describe('binary ops', () => {
   const SHAPES: [number[], number[]][] = [
     [[2, 3, 4], [4]],
-    [[2, 1, 4], [3, 1]],
+    [
+      [2, 1, 4],
+      [3, 1],
+    ],
     [[1], [2, 3]],
-    [[2, 3], [2, 3]],
-    [[5, 1, 1, 3], [1, 4, 2, 1]],
-    [[3, 1, 5], [3, 7, 1]],
+    [
+      [2, 3],
+      [2, 3],
+    ],
+    [
+      [5, 1, 1, 3],
+      [1, 4, 2, 1],
+    ],
+    [
+      [3, 1, 5],
+      [3, 7, 1],
+    ],
     [[1, 1], [1]],
-    [[4, 6, 2], [1, 6, 1]],
+    [
+      [4, 6, 2],
+      [1, 6, 1],
+    ],
   ];
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`add/sub/mul with broadcasting, ${dtype}`, (be) => {
@@ -50,7 +65,7 @@ describe('binary ops', () => {
     });
   }
 
-  forEachBackend('binary result takes a\'s dtype (bf16 a, f32 b: one rounding to bf16)', (be) => {
+  forEachBackend("binary result takes a's dtype (bf16 a, f32 b: one rounding to bf16)", (be) => {
     const a = randomTensor(be, [3, 4], 20, { dtype: 'bf16' });
     const b = randomTensor(be, [4], 21, { dtype: 'f32' });
     const y = add(a.t, b.t);
@@ -64,7 +79,13 @@ describe('affine', () => {
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`affine x·mul + add, ${dtype}`, (be) => {
       const x = randomTensor(be, [7, 9], 30, { dtype, scale: 3 });
-      for (const [m, c] of [[1, 0], [0.37, 0], [1, -1.3], [2.5, 0.71], [-1, 0]] as const) {
+      for (const [m, c] of [
+        [1, 0],
+        [0.37, 0],
+        [1, -1.3],
+        [2.5, 0.71],
+        [-1, 0],
+      ] as const) {
         const y = affine(x.t, m, c).toFloat32();
         // two roundings when both parts are non-trivial (x·mul, then + add)
         const ref = Float32Array.from(x.v, (v) => {
@@ -95,7 +116,15 @@ describe('activation', () => {
       const x = fromArray(be, [vals.length], vals, dtype);
       for (const act of ACTIVATIONS) {
         const y = activation(x, act);
-        assertClose(y.toFloat32(), rounded(dtype, Array.from(vals, (v) => actRef(act, v))), tolFor(dtype, be), `${act} ${dtype}`);
+        assertClose(
+          y.toFloat32(),
+          rounded(
+            dtype,
+            Array.from(vals, (v) => actRef(act, v)),
+          ),
+          tolFor(dtype, be),
+          `${act} ${dtype}`,
+        );
       }
     });
   }
@@ -125,7 +154,12 @@ describe('softmax', () => {
 
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`softmax over the last dim, ${dtype}`, (be) => {
-      for (const [shape, scale] of [[[3, 7], 1], [[2, 2, 33], 30], [[4, 1], 1], [[1, 100], 100]] as [number[], number][]) {
+      for (const [shape, scale] of [
+        [[3, 7], 1],
+        [[2, 2, 33], 30],
+        [[4, 1], 1],
+        [[1, 100], 100],
+      ] as [number[], number][]) {
         const x = randomTensor(be, shape, 50, { dtype, scale });
         const D = shape[shape.length - 1]!;
         assertClose(softmax(x.t).toFloat32(), naiveSoftmax(x.v, D, dtype), tolFor(dtype, be), `softmax [${shape}] scale ${scale} ${dtype}`);
@@ -175,13 +209,22 @@ describe('rope', () => {
 
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`rope with shared and per-batch tables, ${dtype}`, (be) => {
-      for (const [B, H, L, D] of [[2, 3, 5, 8], [1, 1, 1, 2], [2, 1, 7, 6]]) {
+      for (const [B, H, L, D] of [
+        [2, 3, 5, 8],
+        [1, 1, 1, 2],
+        [2, 1, 7, 6],
+      ]) {
         for (const Bp of [1, B!]) {
           const x = randomTensor(be, [B!, H!, L!, D!], 60, { dtype });
           const pev = makePe(Bp, L!, D!);
           const pe = fromArray(be, [Bp, L!, D! / 2, 2, 2], pev);
           const y = rope(x.t, pe);
-          assertClose(y.toFloat32(), naiveRope(x.v, pev, B!, H!, L!, D!, Bp, dtype), tolFor(dtype, be), `rope [${B}, ${H}, ${L}, ${D}] pe batch ${Bp} ${dtype}`);
+          assertClose(
+            y.toFloat32(),
+            naiveRope(x.v, pev, B!, H!, L!, D!, Bp, dtype),
+            tolFor(dtype, be),
+            `rope [${B}, ${H}, ${L}, ${D}] pe batch ${Bp} ${dtype}`,
+          );
         }
       }
     });

@@ -11,8 +11,15 @@ import { ACTIVATIONS, actRef } from './naive.js';
 
 /** y[m, n] = act(round(Σ_k x[m, k]·w[n, k]·scale + b[n])), rounded again when act != none. */
 function naiveLinear(
-  x: Float32Array, w: Float32Array, b: Float32Array | undefined,
-  M: number, N: number, K: number, scale: number, act: Activation, dtype: DType,
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array | undefined,
+  M: number,
+  N: number,
+  K: number,
+  scale: number,
+  act: Activation,
+  dtype: DType,
 ): Float32Array {
   const y = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
@@ -24,7 +31,10 @@ function naiveLinear(
   }
   const r = rounded(dtype, y);
   if (act === 'none') return r;
-  return rounded(dtype, r.map((v) => actRef(act, v)));
+  return rounded(
+    dtype,
+    r.map((v) => actRef(act, v)),
+  );
 }
 
 const LINEAR_SHAPES: { x: number[]; n: number }[] = [
@@ -97,7 +107,10 @@ describe('linear', () => {
       // the reference quantisation: s = fp32(max|x| / 448), x_q = e4m3(fp32(x / s))
       const amax = x.v.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       const s = Math.fround(amax / 448);
-      const xq = rounded('f8e4m3', Float32Array.from(x.v, (v) => v / s));
+      const xq = rounded(
+        'f8e4m3',
+        Float32Array.from(x.v, (v) => v / s),
+      );
       for (const act of ['none', 'gelu_tanh'] as const) {
         const y = linear(x.t, w.t, { bias: b.t, weightScale: 0.05, quantizeInput: 'f8e4m3', act });
         const ref = naiveLinear(xq, w.v, b.v, M, N, K, 0.05 * s, act, xd);
@@ -151,8 +164,15 @@ describe('linear', () => {
 
 /** c[batch, m, n] = Σ_k a[batch, m, k]·b[batch|-, k, n] (or b[batch|-, n, k] with transB). */
 function naiveMatmul(
-  a: Float32Array, b: Float32Array, batch: number, M: number, K: number, N: number,
-  transB: boolean, bBatched: boolean, dtype: DType,
+  a: Float32Array,
+  b: Float32Array,
+  batch: number,
+  M: number,
+  K: number,
+  N: number,
+  transB: boolean,
+  bBatched: boolean,
+  dtype: DType,
 ): Float32Array {
   const c = new Float64Array(batch * M * N);
   for (let t = 0; t < batch; t++) {
@@ -188,7 +208,12 @@ describe('matmul', () => {
             const c = matmul(a.t, b.t, { transB });
             assert.deepEqual(c.shape, [...batch, M, N]);
             const ref = naiveMatmul(a.v, b.v, nb, M, K, N, transB, bBatched && batch.length > 0, dtype);
-            assertClose(c.toFloat32(), ref, tolFor(dtype, be), `matmul [${batch}, ${M}, ${K}] x ${bBatched ? 'batched' : 'broadcast'} b transB=${transB} ${dtype}`);
+            assertClose(
+              c.toFloat32(),
+              ref,
+              tolFor(dtype, be),
+              `matmul [${batch}, ${M}, ${K}] x ${bBatched ? 'batched' : 'broadcast'} b transB=${transB} ${dtype}`,
+            );
           }
         }
       }

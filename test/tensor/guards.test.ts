@@ -4,8 +4,25 @@ import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
 import {
-  OpError, attention, concat, conv2d, embedding, fromArray, gatedResidual, groupNorm, layerNorm, linear, matmul,
-  modulatedLayerNorm, permute, reshape, rope, slice, splitHeads, add, zeros,
+  OpError,
+  attention,
+  concat,
+  conv2d,
+  embedding,
+  fromArray,
+  gatedResidual,
+  groupNorm,
+  layerNorm,
+  linear,
+  matmul,
+  modulatedLayerNorm,
+  permute,
+  reshape,
+  rope,
+  slice,
+  splitHeads,
+  add,
+  zeros,
 } from '../../src/tensor/ops.js';
 import { forEachBackend } from '../helpers/backends.js';
 

@@ -23,7 +23,11 @@ import { strides, unravel } from './naive.js';
 describe('concat / slice / reshape', () => {
   for (const dtype of ['f32', 'bf16', 'i32'] as const) {
     forEachBackend(`concat along each axis, ${dtype}`, (be) => {
-      const shapes = [[2, 3, 4], [2, 1, 4], [2, 5, 4]];
+      const shapes = [
+        [2, 3, 4],
+        [2, 1, 4],
+        [2, 5, 4],
+      ];
       for (const axis of [0, 1, 2, -1]) {
         const ax = axis < 0 ? axis + 3 : axis;
         const parts = shapes.map((s, i) => {
@@ -57,7 +61,13 @@ describe('concat / slice / reshape', () => {
   forEachBackend('slice along each axis, incl. empty and full ranges', (be) => {
     const shape = [3, 4, 5];
     const x = randomTensor(be, shape, 20, { dtype: 'bf16' });
-    for (const [axis, s, e] of [[0, 1, 3], [1, 0, 4], [2, 2, 3], [-1, 0, 5], [1, 2, 2]] as const) {
+    for (const [axis, s, e] of [
+      [0, 1, 3],
+      [1, 0, 4],
+      [2, 2, 3],
+      [-1, 0, 5],
+      [1, 2, 2],
+    ] as const) {
       const ax = axis < 0 ? axis + 3 : axis;
       const y = slice(x.t, axis, s, e);
       const outShape = [...shape];
@@ -89,10 +99,26 @@ describe('concat / slice / reshape', () => {
 
 describe('permute', () => {
   forEachBackend('permute every permutation of rank 3 and some of rank 4, f32/bf16/f8/i32', (be) => {
-    const perms3 = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
-    const perms4 = [[0, 2, 1, 3], [3, 2, 1, 0], [0, 2, 3, 1], [1, 0, 3, 2]];
+    const perms3 = [
+      [0, 1, 2],
+      [0, 2, 1],
+      [1, 0, 2],
+      [1, 2, 0],
+      [2, 0, 1],
+      [2, 1, 0],
+    ];
+    const perms4 = [
+      [0, 2, 1, 3],
+      [3, 2, 1, 0],
+      [0, 2, 3, 1],
+      [1, 0, 3, 2],
+    ];
     for (const dtype of ['f32', 'bf16', 'f8e4m3'] as const) {
-      for (const [shape, perms] of [[[2, 3, 5], perms3], [[3, 1, 4, 2], perms4], [[1, 7, 1], perms3]] as [number[], number[][]][]) {
+      for (const [shape, perms] of [
+        [[2, 3, 5], perms3],
+        [[3, 1, 4, 2], perms4],
+        [[1, 7, 1], perms3],
+      ] as [number[], number[][]][]) {
         const x = randomTensor(be, shape, 40, { dtype });
         const st = strides(shape);
         for (const perm of perms) {
@@ -117,7 +143,11 @@ describe('permute', () => {
 
 describe('splitHeads', () => {
   forEachBackend('splitHeads B L (K H D) -> K x [B, H, L, D]', (be) => {
-    for (const [B, L, K, H, D] of [[2, 3, 3, 2, 4], [1, 1, 1, 1, 1], [2, 5, 2, 3, 1]]) {
+    for (const [B, L, K, H, D] of [
+      [2, 3, 3, 2, 4],
+      [1, 1, 1, 1, 1],
+      [2, 5, 2, 3, 1],
+    ]) {
       const x = randomTensor(be, [B!, L!, K! * H! * D!], 50, { dtype: 'bf16' });
       const parts = splitHeads(x.t, K!, H!);
       assert.equal(parts.length, K);
@@ -147,7 +177,10 @@ describe('embedding', () => {
       const got = y.toFloat32();
       idv.forEach((id, i) => assert.deepEqual([...got.subarray(i * 5, i * 5 + 5)], [...table.v.subarray(id * 5, id * 5 + 5)]));
       for (const bad of [7, -1]) {
-        assert.throws(() => embedding(table.t, fromArray(be, [2], [0, bad], 'i32')), (e: unknown) => e instanceof OpError && /embedding/.test(e.message) && e.message.includes(`id ${bad}`));
+        assert.throws(
+          () => embedding(table.t, fromArray(be, [2], [0, bad], 'i32')),
+          (e: unknown) => e instanceof OpError && /embedding/.test(e.message) && e.message.includes(`id ${bad}`),
+        );
       }
     }
   });
@@ -155,7 +188,32 @@ describe('embedding', () => {
 
 describe('cast', () => {
   /** Values that exercise rounding, overflow and specials in every format. */
-  const VALUES = [0, -0, 1, -1, 0.1, -2.75, 3.14159, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 300, 448, 465, 1000, 65504, 70000, 1e-3, 2 ** -9, 2 ** -20, 1e-30, -123456.7, 2 ** 31 + 0.5, Infinity, -Infinity, NaN];
+  const VALUES = [
+    0,
+    -0,
+    1,
+    -1,
+    0.1,
+    -2.75,
+    3.14159,
+    1 + 2 ** -8,
+    1 + 3 * 2 ** -8,
+    300,
+    448,
+    465,
+    1000,
+    65504,
+    70000,
+    1e-3,
+    2 ** -9,
+    2 ** -20,
+    1e-30,
+    -123456.7,
+    2 ** 31 + 0.5,
+    Infinity,
+    -Infinity,
+    NaN,
+  ];
 
   /** Naive decode of one raw element. */
   function decode(d: DType, b: number): number {

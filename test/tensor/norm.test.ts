@@ -33,12 +33,22 @@ describe('layerNorm', () => {
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`layerNorm with and without affine, ${dtype}`, (be) => {
       let seed = 1;
-      for (const shape of [[3, 7], [2, 1, 33], [5, 1], [1, 64]]) {
+      for (const shape of [
+        [3, 7],
+        [2, 1, 33],
+        [5, 1],
+        [1, 64],
+      ]) {
         const D = shape[shape.length - 1]!;
         const x = randomTensor(be, shape, seed++, { dtype, scale: 3, offset: 1 });
         const w = randomTensor(be, [D], seed++, { dtype });
         const b = randomTensor(be, [D], seed++, { dtype });
-        for (const [useW, useB] of [[false, false], [true, true], [true, false], [false, true]] as const) {
+        for (const [useW, useB] of [
+          [false, false],
+          [true, true],
+          [true, false],
+          [false, true],
+        ] as const) {
           const y = layerNorm(x.t, { weight: useW ? w.t : undefined, bias: useB ? b.t : undefined, eps: 1e-5 });
           const ref = rounded(dtype, naiveLayerNorm(x.v, D, 1e-5, useW ? w.v : undefined, useB ? b.v : undefined));
           assertClose(y.toFloat32(), ref, tolFor(dtype, be), `layerNorm [${shape}] w=${useW} b=${useB} ${dtype}`);
@@ -59,13 +69,20 @@ describe('rmsNorm', () => {
     }
     if (!w) return rounded(dtype, y);
     const t = rounded(dtype, y); // dtype(x·rrms) ...
-    return rounded(dtype, t.map((v, i) => v * w[i % D]!)); // ... · weight
+    return rounded(
+      dtype,
+      t.map((v, i) => v * w[i % D]!),
+    ); // ... · weight
   }
 
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`rmsNorm with and without weight, ${dtype}`, (be) => {
       let seed = 10;
-      for (const shape of [[4, 9], [2, 3, 1, 16], [1, 1]]) {
+      for (const shape of [
+        [4, 9],
+        [2, 3, 1, 16],
+        [1, 1],
+      ]) {
         const D = shape[shape.length - 1]!;
         const x = randomTensor(be, shape, seed++, { dtype, scale: 2 });
         const w = randomTensor(be, [D], seed++, { dtype, offset: 1 });
@@ -91,7 +108,16 @@ describe('rmsNorm', () => {
 });
 
 describe('groupNorm', () => {
-  function naiveGroupNorm(x: Float32Array, shape: number[], G: number, w: Float32Array, b: Float32Array, eps: number, silu: boolean, dtype: DType): Float32Array {
+  function naiveGroupNorm(
+    x: Float32Array,
+    shape: number[],
+    G: number,
+    w: Float32Array,
+    b: Float32Array,
+    eps: number,
+    silu: boolean,
+    dtype: DType,
+  ): Float32Array {
     const [B, C] = shape as [number, number];
     const S = shape.slice(2).reduce((p, d) => p * d, 1);
     const Cg = C / G;
@@ -109,13 +135,23 @@ describe('groupNorm', () => {
       }
     }
     const r = rounded(dtype, y);
-    return silu ? rounded(dtype, r.map((v) => actRef('silu', v))) : r;
+    return silu
+      ? rounded(
+          dtype,
+          r.map((v) => actRef('silu', v)),
+        )
+      : r;
   }
 
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`groupNorm with and without SiLU, ${dtype}`, (be) => {
       let seed = 30;
-      for (const [shape, G] of [[[2, 6, 5, 3], 3], [[1, 4, 7, 1], 4], [[3, 4], 2], [[1, 8, 2, 2], 1]] as [number[], number][]) {
+      for (const [shape, G] of [
+        [[2, 6, 5, 3], 3],
+        [[1, 4, 7, 1], 4],
+        [[3, 4], 2],
+        [[1, 8, 2, 2], 1],
+      ] as [number[], number][]) {
         const C = shape[1]!;
         const x = randomTensor(be, shape, seed++, { dtype, scale: 2, offset: -1 });
         const w = randomTensor(be, [C], seed++, { dtype });
@@ -150,9 +186,16 @@ function naiveModLN(x: Float32Array, B: number, L: number, D: number, shift: Flo
 describe('modulatedLayerNorm', () => {
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`modulatedLayerNorm with [B, D] and [B, 1, D] vectors, ${dtype}`, (be) => {
-      for (const [B, L, D] of [[2, 5, 7], [1, 1, 1], [3, 4, 16]]) {
+      for (const [B, L, D] of [
+        [2, 5, 7],
+        [1, 1, 1],
+        [3, 4, 16],
+      ]) {
         const x = randomTensor(be, [B!, L!, D!], 40 + B! * L!, { dtype, scale: 2 });
-        for (const vecShape of [[B!, D!], [B!, 1, D!]]) {
+        for (const vecShape of [
+          [B!, D!],
+          [B!, 1, D!],
+        ]) {
           const shift = randomTensor(be, vecShape, 41, { dtype });
           const scale = randomTensor(be, vecShape, 42, { dtype, scale: 0.5 });
           const y = modulatedLayerNorm(x.t, shift.t, scale.t, 1e-6);
@@ -194,15 +237,28 @@ describe('gatedResidual', () => {
 
   for (const dtype of ['f32', 'bf16'] as const) {
     forEachBackend(`gatedResidual with [B, D] and [B, 1, D] gates, ${dtype}`, (be) => {
-      for (const [B, L, D] of [[2, 3, 5], [1, 1, 1], [2, 8, 32]]) {
+      for (const [B, L, D] of [
+        [2, 3, 5],
+        [1, 1, 1],
+        [2, 8, 32],
+      ]) {
         const x = randomTensor(be, [B!, L!, D!], 60, { dtype });
         const y = randomTensor(be, [B!, L!, D!], 61, { dtype });
-        for (const gShape of [[B!, D!], [B!, 1, D!]]) {
+        for (const gShape of [
+          [B!, D!],
+          [B!, 1, D!],
+        ]) {
           const gate = randomTensor(be, gShape, 62, { dtype });
           const out = gatedResidual(x.t, gate.t, y.t);
           const ref = naiveGated(x.v, gate.v, y.v, B!, L!, D!, dtype);
           // tolerance: two roundings; atol for cancellation in x + gate·y (inputs are O(1))
-          assertMostlyExact(out.toFloat32(), ref, 0.99, dtype === 'f32' ? TOL.f32 : { rtol: 2 ** -6, atol: 2 ** -8 }, `gatedResidual [${B}, ${L}, ${D}] gate [${gShape}] ${dtype}`);
+          assertMostlyExact(
+            out.toFloat32(),
+            ref,
+            0.99,
+            dtype === 'f32' ? TOL.f32 : { rtol: 2 ** -6, atol: 2 ** -8 },
+            `gatedResidual [${B}, ${L}, ${D}] gate [${gShape}] ${dtype}`,
+          );
         }
       }
     });

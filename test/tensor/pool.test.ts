@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 import { configureCpuPool, cpuBackend as be, cpuPoolInfo, shutdownCpuPool } from '../../src/tensor/cpu/index.js';
 import { affine, attention, conv2d, groupNorm, linear, matmul } from '../../src/tensor/ops.js';
-import { CpuStorage } from '../../src/tensor/cpu/storage.js';
+import type { CpuStorage } from '../../src/tensor/cpu/storage.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/backends.js';
 
@@ -96,7 +96,12 @@ describe('cpu worker pool', () => {
 
   it('takes its thread count from FLUXSERVE_CPU_THREADS and rejects bad values', () => {
     const script = `const m = await import(${JSON.stringify(cpuIndex)}); console.log(m.cpuPoolInfo().threads);`;
-    const run = (v: string) => spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, FLUXSERVE_CPU_THREADS: v }, timeout: 30_000 });
+    const run = (v: string) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { ...process.env, FLUXSERVE_CPU_THREADS: v },
+        timeout: 30_000,
+      });
     assert.equal(run('3').stdout.trim(), '3');
     const bad = run('lots');
     assert.notEqual(bad.status, 0);

@@ -26,10 +26,18 @@ describe('tiny tokenizer files', () => {
 
   it('are byte-for-byte the same on every run, laid out like the FLUX repos', () => {
     const sa = snapshot(a);
-    assert.deepEqual([...sa.keys()], [
-      'tokenizer/merges.txt', 'tokenizer/special_tokens_map.json', 'tokenizer/tokenizer_config.json', 'tokenizer/vocab.json',
-      'tokenizer_2/special_tokens_map.json', 'tokenizer_2/tokenizer.json', 'tokenizer_2/tokenizer_config.json',
-    ]);
+    assert.deepEqual(
+      [...sa.keys()],
+      [
+        'tokenizer/merges.txt',
+        'tokenizer/special_tokens_map.json',
+        'tokenizer/tokenizer_config.json',
+        'tokenizer/vocab.json',
+        'tokenizer_2/special_tokens_map.json',
+        'tokenizer_2/tokenizer.json',
+        'tokenizer_2/tokenizer_config.json',
+      ],
+    );
     assert.deepEqual(snapshot(b), sa);
     assert.ok(sa.get('tokenizer/merges.txt')!.startsWith('#version: 0.2\n'));
   });
@@ -60,6 +68,12 @@ describe('tiny tokenizer files', () => {
     const { merges } = buildTinyClipVocab();
     assert.equal(merges.length, TINY_CLIP_VOCAB_SIZE - 514);
     // ties break on the pair's text: 'a b' (2) before 'b c</w>' (2)
-    assert.deepEqual(trainBpe([[['a', 'b', 'c</w>'], 2], [['a', 'b</w>'], 1]]), ['a b', 'ab c</w>', 'a b</w>']);
+    assert.deepEqual(
+      trainBpe([
+        [['a', 'b', 'c</w>'], 2],
+        [['a', 'b</w>'], 1],
+      ]),
+      ['a b', 'ab c</w>', 'a b</w>'],
+    );
   });
 });

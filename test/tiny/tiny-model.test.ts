@@ -72,7 +72,7 @@ describe('tiny model', () => {
     for (const f of fa) assert.ok(readFileSync(join(a, f)).equals(readFileSync(join(b, f))), `${f} differs between two runs`);
   });
 
-  it('has FLUX\'s architecture at tiny sizes (scale factor 8, 2 + 2 blocks)', () => {
+  it("has FLUX's architecture at tiny sizes (scale factor 8, 2 + 2 blocks)", () => {
     assert.equal(TINY_FLUX.hidden_size, 64);
     assert.equal(TINY_FLUX.depth, 2);
     assert.equal(TINY_FLUX.depth_single_blocks, 2);
@@ -82,14 +82,18 @@ describe('tiny model', () => {
   it('loads from both layouts and gives identical outputs', () => {
     const models: FluxModels[] = [loadModels(a, cpuBackend), loadModels(join(a, 'bfl'), cpuBackend)];
     try {
-      assert.deepEqual(models.map((m) => m.layout), ['diffusers', 'bfl']);
+      assert.deepEqual(
+        models.map((m) => m.layout),
+        ['diffusers', 'bfl'],
+      );
       const outs = models.map((m) =>
         tidy(() => {
           const c = m.clipTokenizer.encode('a red fox in the snow');
           const t = m.t5Tokenizer.encode('a red fox in the snow');
           const { pooled } = m.clip.forward([c.ids]);
           const txt = m.t5.forward([t.ids]);
-          const h = 4, w = 6; // latent 4x6 -> 2x3 tokens
+          const h = 4,
+            w = 6; // latent 4x6 -> 2x3 tokens
           const img = fromArray(cpuBackend, [1, (h / 2) * (w / 2), 64], seeded(6 * 64, 7));
           const v = m.flux.forward(img, imageIds(h, w), txt, textIds(txt.shape[1]!), [0.7], pooled, [3.5]);
           const z = fromArray(cpuBackend, [1, 16, h, w], seeded(16 * h * w, 9));
@@ -112,6 +116,9 @@ describe('tiny model', () => {
     const d2 = ensureTinyModel(cache);
     assert.equal(d1, d2);
     assert.equal(statSync(join(d2, 'fluxserve-tiny.json')).mtimeMs, stamp);
-    assert.deepEqual(readdirSync(cache).filter((n) => n.startsWith('.tiny-tmp-')), []);
+    assert.deepEqual(
+      readdirSync(cache).filter((n) => n.startsWith('.tiny-tmp-')),
+      [],
+    );
   });
 });

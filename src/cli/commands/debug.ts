@@ -19,7 +19,7 @@ export async function debugCommand(argv: readonly string[], out: (s: string) => 
   }
   if (sub !== 'reference-check') throw new UsageError(`unknown debug command ${JSON.stringify(sub ?? '')} (known: reference-check)`);
   if (!dir || extra.length) throw new UsageError('reference-check takes one fixture folder');
-  const { results, ok } = await referenceCheck(resolve(dir), { backend: defaultBackend(), log: err });
+  const { results } = await referenceCheck(resolve(dir), { backend: defaultBackend(), log: err });
   const w = Math.max(...results.map((r) => r.name.length), 4);
   out(`${'case'.padEnd(w)}  ${'rel err'.padStart(10)}  ${'max |diff|'.padStart(10)}  ${'bound'.padStart(16)}  result`);
   for (const r of results) {

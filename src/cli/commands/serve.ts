@@ -34,7 +34,10 @@ const FLAGS: FlagSpec[] = [
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
-export const SERVE_USAGE = helpText('usage: fluxserve serve [--config FILE] [--port N] [--host H] [--profile trainer|hotswap] [--model DIR] [--token T]', FLAGS);
+export const SERVE_USAGE = helpText(
+  'usage: fluxserve serve [--config FILE] [--port N] [--host H] [--profile trainer|hotswap] [--model DIR] [--token T]',
+  FLAGS,
+);
 
 function intFlag(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -111,7 +114,9 @@ export async function serveCommand(argv: readonly string[], out: (s: string) => 
   process.once('SIGTERM', stop);
   const address = await app.listen({ port, host });
   const others = hosted.models.length > 1 ? ` and ${hosted.models.length - 1} registered model(s) on it` : '';
-  err(`fluxserve: serving ${name} (${profile} inputs, ${modelGiven ? modelDir : 'built-in tiny model'})${others} at ${address}${token ? ' (/v1 requires a bearer token)' : ''}`);
+  err(
+    `fluxserve: serving ${name} (${profile} inputs, ${modelGiven ? modelDir : 'built-in tiny model'})${others} at ${address}${token ? ' (/v1 requires a bearer token)' : ''}`,
+  );
   await done;
   hosted.dispose();
   return 0;

@@ -23,8 +23,7 @@ export const WIDENED_TO_I32: Record<string, { size: number; view: (b: Uint8Array
 };
 
 const SUPPORTED_LIST =
-  `supported: ${DTYPES.map((d) => SAFETENSORS_DTYPE[d]).join(', ')}; ` +
-  `${Object.keys(WIDENED_TO_I32).join(', ')} are read widened to I32`;
+  `supported: ${DTYPES.map((d) => SAFETENSORS_DTYPE[d]).join(', ')}; ` + `${Object.keys(WIDENED_TO_I32).join(', ')} are read widened to I32`;
 
 export interface Entry {
   readonly name: string;
@@ -38,11 +37,7 @@ export interface Entry {
   readonly info: TensorInfo;
 }
 
-export function parseHeader(
-  file: string,
-  raw: Uint8Array,
-  dataBytes: number,
-): { metadata: Record<string, string>; entries: Map<string, Entry> } {
+export function parseHeader(file: string, raw: Uint8Array, dataBytes: number): { metadata: Record<string, string>; entries: Map<string, Entry> } {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(raw);
@@ -133,15 +128,10 @@ function parseEntry(file: string, name: string, v: unknown, dataBytes: number): 
 
   const expected = numel * elemBytes;
   if (e - b !== expected) {
-    throw bad(
-      `dtype ${stored} shape ${fmtShape(shape)} needs ${expected} bytes but data_offsets [${b}, ${e}) hold ${e - b} bytes`,
-    );
+    throw bad(`dtype ${stored} shape ${fmtShape(shape)} needs ${expected} bytes but data_offsets [${b}, ${e}) hold ${e - b} bytes`);
   }
   if (e > dataBytes) {
-    throw new SafetensorsError(
-      file,
-      `tensor "${name}" needs bytes [${b}, ${e}) of the data section but the file has only ${dataBytes} (truncated file?)`,
-    );
+    throw new SafetensorsError(file, `tensor "${name}" needs bytes [${b}, ${e}) of the data section but the file has only ${dataBytes} (truncated file?)`);
   }
   const dims = Object.freeze([...(shape as number[])]);
   return { name, dtype, stored, shape: dims, begin: b, end: e, info: Object.freeze({ dtype, shape: dims }) };

@@ -110,10 +110,7 @@ export class ShardedSafetensors extends MultiFileSafetensors {
           throw new SafetensorsError(indexPath, `shard "${shard}" is outside the index's directory`);
         }
         if (!fs.existsSync(p)) {
-          throw new SafetensorsError(
-            indexPath,
-            `shard "${shard}" (holding "${keys[0]}" and ${keys.length - 1} more tensors) does not exist at ${p}`,
-          );
+          throw new SafetensorsError(indexPath, `shard "${shard}" (holding "${keys[0]}" and ${keys.length - 1} more tensors) does not exist at ${p}`);
         }
         const f = SafetensorsFile.open(p, opts);
         shards.set(shard, f);
@@ -128,10 +125,7 @@ export class ShardedSafetensors extends MultiFileSafetensors {
             throw new SafetensorsError(indexPath, `shard "${shard}" holds tensor "${k}" that weight_map does not list`);
           }
           if (mapped !== shard) {
-            throw new SafetensorsError(
-              indexPath,
-              `shard "${shard}" holds tensor "${k}" but weight_map assigns it to shard ${JSON.stringify(mapped)}`,
-            );
+            throw new SafetensorsError(indexPath, `shard "${shard}" holds tensor "${k}" but weight_map assigns it to shard ${JSON.stringify(mapped)}`);
           }
         }
       }
@@ -160,7 +154,10 @@ export function openSafetensors(p: string, opts: OpenOptions = {}): TensorSource
   if (!st.isDirectory()) {
     return p.endsWith('.json') ? ShardedSafetensors.open(p, opts) : SafetensorsFile.open(p, opts);
   }
-  const names = fs.readdirSync(p).filter((n) => !n.startsWith('.')).sort();
+  const names = fs
+    .readdirSync(p)
+    .filter((n) => !n.startsWith('.'))
+    .sort();
   const indexes = names.filter((n) => n.endsWith('.safetensors.index.json'));
   if (indexes.length > 1) {
     throw new SafetensorsError(p, `directory has several indexes (${indexes.join(', ')}); name the one to use`);

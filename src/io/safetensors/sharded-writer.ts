@@ -68,9 +68,12 @@ export function writeShardedSafetensors(
     for (const k of keys) weightMap.push([k, shardName]);
   });
 
-  const metaJson = [`"total_size": ${total}`, ...Object.entries(metadata ?? {})
+  const metaJson = [
+    `"total_size": ${total}`,
+    ...Object.entries(metadata ?? {})
       .filter(([k]) => k !== 'total_size')
-      .map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`)];
+      .map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`),
+  ];
   const mapJson = weightMap.map(([k, f]) => `    ${JSON.stringify(k)}: ${JSON.stringify(f)}`);
   const indexText = `{\n  "metadata": {\n    ${metaJson.join(',\n    ')}\n  },\n  "weight_map": {\n${mapJson.join(',\n')}\n  }\n}\n`;
   writeAtomically(indexPath, (fd) => writeAll(fd, new TextEncoder().encode(indexText)));

@@ -71,11 +71,7 @@ export function checkMetadata(file: string, metadata: Record<string, unknown> | 
  * tensor at a time), the header JSON padded with spaces to a multiple of 8 bytes so the data section
  * is 8-byte aligned. The file appears at `file` only once complete (temp file + rename).
  */
-export function writeSafetensors(
-  file: string,
-  tensors: Iterable<readonly [string, TensorToWrite]> | TensorSource,
-  metadata?: Record<string, string>,
-): void {
+export function writeSafetensors(file: string, tensors: Iterable<readonly [string, TensorToWrite]> | TensorSource, metadata?: Record<string, string>): void {
   checkMetadata(file, metadata);
   const plan: Planned[] = [];
   const seen = new Set<string>();
@@ -104,7 +100,11 @@ export function writeSafetensors(
   // Header, built by hand so the key order is exactly the tensor order.
   const parts: string[] = [];
   if (metadata !== undefined) {
-    parts.push(`"__metadata__":{${Object.entries(metadata).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
+    parts.push(
+      `"__metadata__":{${Object.entries(metadata)
+        .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
+        .join(',')}}`,
+    );
   }
   let offset = 0;
   for (const t of plan) {

@@ -242,7 +242,10 @@ export function autoEncoderParamsFromDiffusersConfig(json: unknown): AutoEncoder
   expect('use_quant_conv', false, true);
   expect('use_post_quant_conv', false, true);
   expect('mid_block_add_attention', true, true);
-  for (const [key, want] of [['down_block_types', 'DownEncoderBlock2D'], ['up_block_types', 'UpDecoderBlock2D']] as const) {
+  for (const [key, want] of [
+    ['down_block_types', 'DownEncoderBlock2D'],
+    ['up_block_types', 'UpDecoderBlock2D'],
+  ] as const) {
     const types = o[key];
     if (types !== undefined && (!Array.isArray(types) || types.length !== blocks.length || types.some((t) => t !== want))) {
       throw new ModelConfigError(`vae config ${key} must be ${blocks.length} x "${want}" (got ${JSON.stringify(types)})`);

@@ -193,10 +193,11 @@ export class DoubleStreamBlock {
     const txt_qkv = modLnInto(this.txt_attn.qkv, txt, txt1); // [B, Lt, 3*H*Dh]
 
     // joint attention, text first: heads split, QK-normed per stream, concatenated, RoPE'd (one op)
-    const [q, k, v] = attnPrep(
-      [this.txt_attn.prepSegment(txt_qkv, 0), this.img_attn.prepSegment(img_qkv, 0)],
-      { heads: this.img_attn.num_heads, pe, eps: RMS_EPS },
-    ); // 3 x [B, H, L, Dh]
+    const [q, k, v] = attnPrep([this.txt_attn.prepSegment(txt_qkv, 0), this.img_attn.prepSegment(img_qkv, 0)], {
+      heads: this.img_attn.num_heads,
+      pe,
+      eps: RMS_EPS,
+    }); // 3 x [B, H, L, Dh]
     const attn = attention(q, k, v); // [B, L, D]
     tap?.('attn', attn);
     const txt_a = slice(attn, 1, 0, Lt); // [B, Lt, D]
@@ -244,10 +245,11 @@ export class SingleStreamBlock {
   forward(x: Tensor, mod: ModulationOut, pe: Tensor, tap?: Tap): Tensor {
     const D = this.hidden_size;
     const h = modLnInto(this.linear1, x, mod); // [B, L, 3*D + M]: qkv ‖ mlp
-    const [q, k, v] = attnPrep(
-      [{ x: h, colOffset: 0, qScale: this.norm.query_norm.scale, kScale: this.norm.key_norm.scale }],
-      { heads: this.num_heads, pe, eps: RMS_EPS },
-    ); // 3 x [B, H, L, Dh], q and k normed and RoPE'd
+    const [q, k, v] = attnPrep([{ x: h, colOffset: 0, qScale: this.norm.query_norm.scale, kScale: this.norm.key_norm.scale }], {
+      heads: this.num_heads,
+      pe,
+      eps: RMS_EPS,
+    }); // 3 x [B, H, L, Dh], q and k normed and RoPE'd
     const attn = attention(q, k, v); // [B, L, D]
     tap?.('attn', attn);
     // linear2's input: cat(attn, GELU_tanh(mlp)), attention first (and its amax under go_fast)

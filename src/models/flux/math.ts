@@ -24,14 +24,7 @@ export function roundTo(dtype: DType, values: ArrayLike<number>): Float32Array {
  * denoise: bf16(bf16(t)·1000)); frequencies, arguments and cos/sin are fp32; [cos, sin] (cos
  * FIRST); the result is cast to `dtype`.
  */
-export function timestepEmbedding(
-  be: Backend,
-  t: ArrayLike<number>,
-  dtype: DType,
-  dim = 256,
-  maxPeriod = 10_000,
-  timeFactor = 1000,
-): Tensor {
+export function timestepEmbedding(be: Backend, t: ArrayLike<number>, dtype: DType, dim = 256, maxPeriod = 10_000, timeFactor = 1000): Tensor {
   return fromArray(be, [t.length, dim], timestepEmbeddingF32(t, dtype, dim, maxPeriod, timeFactor), dtype); // [B, dim]; f32 values rounded once to dtype
 }
 
@@ -73,7 +66,7 @@ export function ropeTable(ids: Float32Array, B: number, L: number, axesDim: read
     const om = new Float32Array(d / 2);
     for (let k = 0; k < d / 2; k++) {
       const scale = f((2 * k) / d); // torch.arange(0, d, 2, fp32) / d
-      om[k] = f(1 / f(Math.pow(theta, scale))); // 1.0 / (theta ** scale)
+      om[k] = f(1 / f(theta ** scale)); // 1.0 / (theta ** scale)
     }
     return om;
   });

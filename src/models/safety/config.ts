@@ -86,7 +86,8 @@ export function parseSafetyCheckerConfig(json: Json): SafetyCheckerConfig {
     hidden_act: act as ClipVisionConfig['hidden_act'],
     layer_norm_eps: num(src, 'layer_norm_eps', what),
   });
-  if (vision.image_size % vision.patch_size !== 0) throw new SafetyConfigError(`${what}: image_size ${vision.image_size} is not a multiple of patch_size ${vision.patch_size}`);
+  if (vision.image_size % vision.patch_size !== 0)
+    throw new SafetyConfigError(`${what}: image_size ${vision.image_size} is not a multiple of patch_size ${vision.patch_size}`);
   return Object.freeze({ vision, projection_dim: num({ projection_dim: 512, ...json }, 'projection_dim', what) });
 }
 
@@ -147,6 +148,7 @@ export function parseVitConfig(json: Json): VitConfig {
     labels: Object.freeze(labels),
   });
   if (cfg.hidden_size % cfg.num_attention_heads !== 0) throw new SafetyConfigError(`${what}: hidden_size not divisible by num_attention_heads`);
-  if (cfg.image_size % cfg.patch_size !== 0) throw new SafetyConfigError(`${what}: image_size ${cfg.image_size} is not a multiple of patch_size ${cfg.patch_size}`);
+  if (cfg.image_size % cfg.patch_size !== 0)
+    throw new SafetyConfigError(`${what}: image_size ${cfg.image_size} is not a multiple of patch_size ${cfg.patch_size}`);
   return cfg;
 }

@@ -9,6 +9,12 @@ export function imageTokens(patches: Tensor, cls: Tensor, positions: Tensor): Te
   const [B, D] = patches.shape as [number, number];
   const g2 = patches.shape[2]! * patches.shape[3]!;
   const seq = permute(reshape(patches, [B, D, g2]), [0, 2, 1]); // [B, g², D]
-  const clsB = B === 1 ? cls : concat(Array.from({ length: B }, () => cls), 0); // [B, 1, D]
+  const clsB =
+    B === 1
+      ? cls
+      : concat(
+          Array.from({ length: B }, () => cls),
+          0,
+        ); // [B, 1, D]
   return add(concat([clsB, seq], 1), positions); // [B, 1+g², D]
 }

@@ -84,7 +84,7 @@ export function parsePreprocessorConfig(json: Json, defaults: ImagePreprocess, k
     if (!r) throw new SafetyConfigError(`${what}: resample ${JSON.stringify(json.resample)} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)`);
     resample = r;
   }
-  const rescale = json.do_rescale === false ? undefined : typeof json.rescale_factor === 'number' ? json.rescale_factor : defaults.rescale ?? 1 / 255;
+  const rescale = json.do_rescale === false ? undefined : typeof json.rescale_factor === 'number' ? json.rescale_factor : (defaults.rescale ?? 1 / 255);
   const normalize = json.do_normalize !== false;
   const mean = normalize ? (json.image_mean !== undefined ? triple(json.image_mean, what, 'image_mean') : defaults.mean) : undefined;
   const std = normalize ? (json.image_std !== undefined ? triple(json.image_std, what, 'image_std') : defaults.std) : undefined;

@@ -78,7 +78,10 @@ export const cogApi: FastifyPluginAsync<CogApiOptions> = async (app, opts) => {
   const document = openApiDocument(opts.profile);
   app.setErrorHandler(errorHandler('cog'));
 
-  app.get('/', { schema: { response: { 200: { type: 'object', properties: stringProps(Object.keys(DISCOVERY)) } } } }, async () => ({ ...DISCOVERY, cog_version: opts.version }));
+  app.get('/', { schema: { response: { 200: { type: 'object', properties: stringProps(Object.keys(DISCOVERY)) } } } }, async () => ({
+    ...DISCOVERY,
+    cog_version: opts.version,
+  }));
 
   app.get('/health-check', { schema: { response: { 200: HEALTH_REPLY } } }, async () => {
     const h = await service.health();
@@ -121,8 +124,10 @@ export const cogApi: FastifyPluginAsync<CogApiOptions> = async (app, opts) => {
   };
 
   app.post('/predictions', { schema: { body: PREDICTION_REQUEST, ...PREDICTION_REPLY } }, (req, reply) => create(req, reply, undefined));
-  app.put<{ Params: { prediction_id: string } }>('/predictions/:prediction_id', { schema: { params: ID_PARAMS, body: PREDICTION_REQUEST, ...PREDICTION_REPLY } }, (req, reply) =>
-    create(req, reply, req.params.prediction_id),
+  app.put<{ Params: { prediction_id: string } }>(
+    '/predictions/:prediction_id',
+    { schema: { params: ID_PARAMS, body: PREDICTION_REQUEST, ...PREDICTION_REPLY } },
+    (req, reply) => create(req, reply, req.params.prediction_id),
   );
 
   app.post<{ Params: { prediction_id: string } }>('/predictions/:prediction_id/cancel', { schema: { params: ID_PARAMS, ...EMPTY } }, async (req) => {

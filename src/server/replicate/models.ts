@@ -11,7 +11,12 @@ import { type ReplicateApiOptions, baseUrlOf, nullableString } from './http.js';
 
 const VERSION_SCHEMA = {
   type: 'object',
-  properties: { id: { type: 'string' }, created_at: { type: 'string' }, cog_version: { type: 'string' }, openapi_schema: { type: 'object', additionalProperties: true } },
+  properties: {
+    id: { type: 'string' },
+    created_at: { type: 'string' },
+    cog_version: { type: 'string' },
+    openapi_schema: { type: 'object', additionalProperties: true },
+  },
 } as const;
 
 const MODEL_SCHEMA = {
@@ -79,9 +84,13 @@ export const modelRoutes: FastifyPluginAsync<ReplicateApiOptions> = async (v1, o
     results: [versionView(served(req.params), opts.version)],
   }));
 
-  v1.get<{ Params: { owner: string; name: string; version: string } }>('/models/:owner/:name/versions/:version', { schema: { response: { 200: VERSION_SCHEMA } } }, async (req) => {
-    const m = findModel(service.models(), req.params.owner, req.params.name);
-    if (!m || m.versionId !== req.params.version) throw new ServiceError('not-found', 'Version not found');
-    return versionView(m, opts.version);
-  });
+  v1.get<{ Params: { owner: string; name: string; version: string } }>(
+    '/models/:owner/:name/versions/:version',
+    { schema: { response: { 200: VERSION_SCHEMA } } },
+    async (req) => {
+      const m = findModel(service.models(), req.params.owner, req.params.name);
+      if (!m || m.versionId !== req.params.version) throw new ServiceError('not-found', 'Version not found');
+      return versionView(m, opts.version);
+    },
+  );
 };

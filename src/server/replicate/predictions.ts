@@ -45,7 +45,7 @@ export const predictionRoutes: FastifyPluginAsync<ReplicateApiOptions> = async (
   /** A prediction made through /v1 (404 otherwise). */
   const apiPrediction = async (id: string): Promise<PredictionState> => {
     const p = await service.get(id);
-    if (!p || p.api !== 'replicate') throw new ServiceError('not-found', 'Prediction not found');
+    if (p?.api !== 'replicate') throw new ServiceError('not-found', 'Prediction not found');
     return p;
   };
 
@@ -122,7 +122,9 @@ export const predictionRoutes: FastifyPluginAsync<ReplicateApiOptions> = async (
     },
   );
 
-  v1.get<{ Params: { id: string } }>('/predictions/:id', { schema: { params: ID_PARAMS, response: PREDICTION_REPLY } }, async (req) => view(await apiPrediction(req.params.id), req));
+  v1.get<{ Params: { id: string } }>('/predictions/:id', { schema: { params: ID_PARAMS, response: PREDICTION_REPLY } }, async (req) =>
+    view(await apiPrediction(req.params.id), req),
+  );
 
   v1.post<{ Params: { id: string } }>('/predictions/:id/cancel', { schema: { params: ID_PARAMS, response: PREDICTION_REPLY } }, async (req) => {
     const p = await apiPrediction(req.params.id);
@@ -138,7 +140,8 @@ export const predictionRoutes: FastifyPluginAsync<ReplicateApiOptions> = async (
       const q = req.query;
       const after = q.created_after !== undefined ? new Date(q.created_after) : undefined;
       const before = q.created_before !== undefined ? new Date(q.created_before) : undefined;
-      if (Number.isNaN(after?.getTime()) || Number.isNaN(before?.getTime())) throw new ServiceError('bad-request', 'created_after and created_before must be date-times');
+      if (Number.isNaN(after?.getTime()) || Number.isNaN(before?.getTime()))
+        throw new ServiceError('bad-request', 'created_after and created_before must be date-times');
       const page = await service.list({ createdAfter: after, createdBefore: before, cursor: q.cursor, pageSize });
       const link = (cursor: string | null) => {
         if (cursor === null) return null;
@@ -147,7 +150,11 @@ export const predictionRoutes: FastifyPluginAsync<ReplicateApiOptions> = async (
         u.searchParams.set('cursor', cursor);
         return u.toString();
       };
-      return { next: link(page.next), previous: link(page.previous), results: page.results.map((p) => replicatePredictionView(p, { baseUrl: base, brief: true })) };
+      return {
+        next: link(page.next),
+        previous: link(page.previous),
+        results: page.results.map((p) => replicatePredictionView(p, { baseUrl: base, brief: true })),
+      };
     },
   );
 };

@@ -15,7 +15,7 @@ type Stream = (req: FastifyRequest, reply: FastifyReply, p: PredictionState | un
 const streamOf =
   (opts: ReplicateApiOptions): Stream =>
   async (req, reply, p, what) => {
-    if (!p || p.api !== 'replicate') throw new ServiceError('not-found', `${what} not found`);
+    if (p?.api !== 'replicate') throw new ServiceError('not-found', `${what} not found`);
     await serveEventStream(reply, (s) => opts.service.subscribe(p.id, s), req.headers['last-event-id'], { keepAliveMs: opts.sseKeepAliveMs });
     return reply;
   };
@@ -29,7 +29,9 @@ export const predictionStreamRoutes: FastifyPluginAsync<ReplicateApiOptions> = a
 /** Without the token: `urls.stream` and output files. */
 export const capabilityRoutes: FastifyPluginAsync<ReplicateApiOptions> = async (app, opts) => {
   const stream = streamOf(opts);
-  app.get<{ Params: { key: string } }>('/v1/streams/:key', async (req, reply) => stream(req, reply, await opts.service.findByStreamKey(req.params.key), 'Stream'));
+  app.get<{ Params: { key: string } }>('/v1/streams/:key', async (req, reply) =>
+    stream(req, reply, await opts.service.findByStreamKey(req.params.key), 'Stream'),
+  );
 
   await app.register(async (outputs) => {
     outputs.setErrorHandler(errorHandler('delivery'));

@@ -152,7 +152,10 @@ export class LocalPredictionService implements PredictionService {
     });
     p.view = req.api === 'cog' ? () => cogPredictionView(p.snapshot()) : () => replicatePredictionView(p.snapshot(), { baseUrl: req.baseUrl });
     if (hook.url !== undefined) {
-      p.webhook = new WebhookSender(hook.url, new Set(hook.events ?? WEBHOOK_EVENTS), { ...this.opts.webhooks, onError: (m) => this.opts.log?.(`prediction ${p.id}: ${m}`) });
+      p.webhook = new WebhookSender(hook.url, new Set(hook.events ?? WEBHOOK_EVENTS), {
+        ...this.opts.webhooks,
+        onError: (m) => this.opts.log?.(`prediction ${p.id}: ${m}`),
+      });
     }
     const job: QueueJob = {
       id: p.id,

@@ -14,7 +14,12 @@ export interface AttentionTask {
   vt: F32; // [B, H, Dv, Lk]
   bias: F32 | null; // [B|1, H|1, Lq, Lk]
   out: F32; // [B, Lq, H*Dv]
-  B: number; H: number; Lq: number; Lk: number; D: number; Dv: number;
+  B: number;
+  H: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  Dv: number;
   scale: number;
   causal: boolean;
   /** Element strides of the bias over batch and head (0 where broadcast). */
@@ -26,7 +31,8 @@ export interface AttentionTask {
 const RB = 32;
 
 export function attentionRows(t: AttentionTask, u0: number, u1: number): void {
-  const H = t.H | 0, Lq = t.Lq | 0;
+  const H = t.H | 0,
+    Lq = t.Lq | 0;
   let u = u0 | 0;
   while (u < u1) {
     const bh = (u / Lq) | 0;
@@ -38,7 +44,11 @@ export function attentionRows(t: AttentionTask, u0: number, u1: number): void {
 }
 
 function block(t: AttentionTask, b: number, h: number, i0: number, i1: number): void {
-  const H = t.H | 0, Lq = t.Lq | 0, Lk = t.Lk | 0, D = t.D | 0, Dv = t.Dv | 0;
+  const H = t.H | 0,
+    Lq = t.Lq | 0,
+    Lk = t.Lk | 0,
+    D = t.D | 0,
+    Dv = t.Dv | 0;
   const { scale, causal, bias } = t;
   const rows = i1 - i0;
   const bh = b * H + h;

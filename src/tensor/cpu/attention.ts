@@ -27,7 +27,12 @@ export function attention(out: OutSpec, q: Tensor, k: Tensor, v: Tensor, args: A
     vt,
     bias: bias ? f32Of(bias) : null, // [B|1, H|1, Lq, Lk]
     out: newF32(B * Lq * H * Dv), // [B, Lq, H*Dv]
-    B, H, Lq, Lk, D, Dv,
+    B,
+    H,
+    Lq,
+    Lk,
+    D,
+    Dv,
     scale: args.scale,
     causal: args.causal,
     biasStrideB: bs && bs[0] !== 1 ? bs[1]! * Lq * Lk : 0,

@@ -11,10 +11,19 @@ export interface ConvTask {
   x: F32; // [B, C, H, W]
   w: F32; // [O, C, kh, kw]
   out: F32; // [B, O, Ho, Wo]
-  B: number; C: number; H: number; W: number;
-  O: number; kh: number; kw: number;
-  sh: number; sw: number; pt: number; pl: number;
-  Ho: number; Wo: number;
+  B: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  pt: number;
+  pl: number;
+  Ho: number;
+  Wo: number;
 }
 
 /** Floats of im2col buffer per chunk (256 KiB: stays in L2 next to the weights). */
@@ -22,7 +31,9 @@ const COL_BUDGET = 1 << 16;
 
 /** Compute output rows [u0, u1) of the flattened (batch, output row) range. */
 export function convRows(t: ConvTask, u0: number, u1: number): void {
-  const Ho = t.Ho | 0, Wo = t.Wo | 0, O = t.O | 0;
+  const Ho = t.Ho | 0,
+    Wo = t.Wo | 0,
+    O = t.O | 0;
   const K = (t.C * t.kh * t.kw) | 0;
   // The GEMM's 4-row blocks: pad the output channels to a multiple of 4 with zero weights (the
   // 3-channel conv_out would otherwise run entirely in the slow single-row path).
@@ -62,8 +73,16 @@ function paddedRows(w: F32, O: number, O4: number, K: number): F32 {
  * col[(c·kh + i)·kw + j, r·Wo + ox] = x[b, c, (oy0 + r)·sh − pt + i, ox·sw − pl + j], 0 outside.
  */
 function im2col(t: ConvTask, b: number, oy0: number, rows: number, col: F32): void {
-  const C = t.C | 0, H = t.H | 0, W = t.W | 0, kh = t.kh | 0, kw = t.kw | 0;
-  const sh = t.sh | 0, sw = t.sw | 0, pt = t.pt | 0, pl = t.pl | 0, Wo = t.Wo | 0;
+  const C = t.C | 0,
+    H = t.H | 0,
+    W = t.W | 0,
+    kh = t.kh | 0,
+    kw = t.kw | 0;
+  const sh = t.sh | 0,
+    sw = t.sw | 0,
+    pt = t.pt | 0,
+    pl = t.pl | 0,
+    Wo = t.Wo | 0;
   const x = t.x;
   const P = rows * Wo;
   let k = 0;

@@ -16,10 +16,19 @@ export function conv2d(out: OutSpec, x: Tensor, w: Tensor, args: Conv2dArgs): St
     x: f32Of(x), // [B, C, H, W]
     w: paramF32(w), // [O, C·kh·kw]
     out: newF32(B * O * Ho * Wo), // [B, O, Ho, Wo]
-    B, C, H, W, O, kh, kw,
-    sh: args.stride[0] | 0, sw: args.stride[1] | 0,
-    pt: args.padding[0] | 0, pl: args.padding[2] | 0,
-    Ho, Wo,
+    B,
+    C,
+    H,
+    W,
+    O,
+    kh,
+    kw,
+    sh: args.stride[0] | 0,
+    sw: args.stride[1] | 0,
+    pt: args.padding[0] | 0,
+    pl: args.padding[2] | 0,
+    Ho,
+    Wo,
   };
   parallelFor(task, B * Ho, 2 * B * O * Ho * Wo * C * kh * kw);
   const bias = optParamF32(args.bias); // [O]

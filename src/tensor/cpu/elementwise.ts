@@ -3,12 +3,11 @@
 
 import type { Activation, BinaryOp, OutSpec, Storage } from '../backend.js';
 import { roundToDtypeInPlace } from '../dtype.js';
-import type { Shape, Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { applyActivation } from './activations.js';
 import type { F32 } from './gemm.js';
 import { dimsOf, encodeOut, f32Of, newF32 } from './storage.js';
 import { broadcastStrides, collapseBroadcast as collapse } from '../broadcast.js';
-
 
 const OPS: Record<BinaryOp, (a: number, b: number) => number> = {
   add: (a, b) => a + b,

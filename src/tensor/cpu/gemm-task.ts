@@ -7,10 +7,22 @@ export interface GemmTask {
   kind: 'gemm';
   /** B laid out [K, N] (gemmNN) instead of [N, K] (gemmNT). */
   nn: boolean;
-  A: F32; aOff: number; lda: number; strideA: number;
-  B: F32; bOff: number; ldb: number; strideB: number;
-  C: F32; cOff: number; ldc: number; strideC: number;
-  batch: number; M: number; N: number; K: number;
+  A: F32;
+  aOff: number;
+  lda: number;
+  strideA: number;
+  B: F32;
+  bOff: number;
+  ldb: number;
+  strideB: number;
+  C: F32;
+  cOff: number;
+  ldc: number;
+  strideC: number;
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
   /** Which output dim the unit range runs over: units = batch·M rows, or batch·N columns. */
   split: 'rows' | 'cols';
 }

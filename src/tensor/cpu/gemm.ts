@@ -13,13 +13,29 @@ export type F32 = Float32Array;
 const KC = 1024;
 
 export function gemmNT(
-  A: F32, aOff: number, lda: number,
-  B: F32, bOff: number, ldb: number,
-  C: F32, cOff: number, ldc: number,
-  M: number, N: number, K: number,
+  A: F32,
+  aOff: number,
+  lda: number,
+  B: F32,
+  bOff: number,
+  ldb: number,
+  C: F32,
+  cOff: number,
+  ldc: number,
+  M: number,
+  N: number,
+  K: number,
 ): void {
   // int32 arguments (see dimsOf in storage.ts: boxed doubles would de-tune the optimised loop)
-  aOff |= 0; lda |= 0; bOff |= 0; ldb |= 0; cOff |= 0; ldc |= 0; M |= 0; N |= 0; K |= 0;
+  aOff |= 0;
+  lda |= 0;
+  bOff |= 0;
+  ldb |= 0;
+  cOff |= 0;
+  ldc |= 0;
+  M |= 0;
+  N |= 0;
+  K |= 0;
   if (K === 0) {
     for (let m = 0; m < M; m++) C.fill(0, cOff + m * ldc, cOff + m * ldc + N);
     return;
@@ -31,66 +47,167 @@ export function gemmNT(
 }
 
 function ntBlock(
-  A: F32, aOff: number, lda: number,
-  B: F32, bOff: number, ldb: number,
-  C: F32, cOff: number, ldc: number,
-  M: number, N: number, K: number, acc: boolean,
+  A: F32,
+  aOff: number,
+  lda: number,
+  B: F32,
+  bOff: number,
+  ldb: number,
+  C: F32,
+  cOff: number,
+  ldc: number,
+  M: number,
+  N: number,
+  K: number,
+  acc: boolean,
 ): void {
   const M4 = M - (M % 4);
   const N4 = N - (N % 4);
   for (let m = 0; m < M4; m += 4) {
-    const a0 = aOff + m * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-    const o0 = cOff + m * ldc, o1 = o0 + ldc, o2 = o1 + ldc, o3 = o2 + ldc;
+    const a0 = aOff + m * lda,
+      a1 = a0 + lda,
+      a2 = a1 + lda,
+      a3 = a2 + lda;
+    const o0 = cOff + m * ldc,
+      o1 = o0 + ldc,
+      o2 = o1 + ldc,
+      o3 = o2 + ldc;
     for (let n = 0; n < N4; n += 4) {
-      const b0 = bOff + n * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
-      let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-      let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+      const b0 = bOff + n * ldb,
+        b1 = b0 + ldb,
+        b2 = b1 + ldb,
+        b3 = b2 + ldb;
+      let c00 = 0,
+        c01 = 0,
+        c02 = 0,
+        c03 = 0,
+        c10 = 0,
+        c11 = 0,
+        c12 = 0,
+        c13 = 0;
+      let c20 = 0,
+        c21 = 0,
+        c22 = 0,
+        c23 = 0,
+        c30 = 0,
+        c31 = 0,
+        c32 = 0,
+        c33 = 0;
       for (let k = 0; k < K; k++) {
-        const x0 = A[a0 + k]!, x1 = A[a1 + k]!, x2 = A[a2 + k]!, x3 = A[a3 + k]!;
-        const y0 = B[b0 + k]!, y1 = B[b1 + k]!, y2 = B[b2 + k]!, y3 = B[b3 + k]!;
-        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+        const x0 = A[a0 + k]!,
+          x1 = A[a1 + k]!,
+          x2 = A[a2 + k]!,
+          x3 = A[a3 + k]!;
+        const y0 = B[b0 + k]!,
+          y1 = B[b1 + k]!,
+          y2 = B[b2 + k]!,
+          y3 = B[b3 + k]!;
+        c00 += x0 * y0;
+        c01 += x0 * y1;
+        c02 += x0 * y2;
+        c03 += x0 * y3;
+        c10 += x1 * y0;
+        c11 += x1 * y1;
+        c12 += x1 * y2;
+        c13 += x1 * y3;
+        c20 += x2 * y0;
+        c21 += x2 * y1;
+        c22 += x2 * y2;
+        c23 += x2 * y3;
+        c30 += x3 * y0;
+        c31 += x3 * y1;
+        c32 += x3 * y2;
+        c33 += x3 * y3;
       }
       if (acc) {
-        c00 += C[o0 + n]!; c01 += C[o0 + n + 1]!; c02 += C[o0 + n + 2]!; c03 += C[o0 + n + 3]!;
-        c10 += C[o1 + n]!; c11 += C[o1 + n + 1]!; c12 += C[o1 + n + 2]!; c13 += C[o1 + n + 3]!;
-        c20 += C[o2 + n]!; c21 += C[o2 + n + 1]!; c22 += C[o2 + n + 2]!; c23 += C[o2 + n + 3]!;
-        c30 += C[o3 + n]!; c31 += C[o3 + n + 1]!; c32 += C[o3 + n + 2]!; c33 += C[o3 + n + 3]!;
+        c00 += C[o0 + n]!;
+        c01 += C[o0 + n + 1]!;
+        c02 += C[o0 + n + 2]!;
+        c03 += C[o0 + n + 3]!;
+        c10 += C[o1 + n]!;
+        c11 += C[o1 + n + 1]!;
+        c12 += C[o1 + n + 2]!;
+        c13 += C[o1 + n + 3]!;
+        c20 += C[o2 + n]!;
+        c21 += C[o2 + n + 1]!;
+        c22 += C[o2 + n + 2]!;
+        c23 += C[o2 + n + 3]!;
+        c30 += C[o3 + n]!;
+        c31 += C[o3 + n + 1]!;
+        c32 += C[o3 + n + 2]!;
+        c33 += C[o3 + n + 3]!;
       }
-      C[o0 + n] = c00; C[o0 + n + 1] = c01; C[o0 + n + 2] = c02; C[o0 + n + 3] = c03;
-      C[o1 + n] = c10; C[o1 + n + 1] = c11; C[o1 + n + 2] = c12; C[o1 + n + 3] = c13;
-      C[o2 + n] = c20; C[o2 + n + 1] = c21; C[o2 + n + 2] = c22; C[o2 + n + 3] = c23;
-      C[o3 + n] = c30; C[o3 + n + 1] = c31; C[o3 + n + 2] = c32; C[o3 + n + 3] = c33;
+      C[o0 + n] = c00;
+      C[o0 + n + 1] = c01;
+      C[o0 + n + 2] = c02;
+      C[o0 + n + 3] = c03;
+      C[o1 + n] = c10;
+      C[o1 + n + 1] = c11;
+      C[o1 + n + 2] = c12;
+      C[o1 + n + 3] = c13;
+      C[o2 + n] = c20;
+      C[o2 + n + 1] = c21;
+      C[o2 + n + 2] = c22;
+      C[o2 + n + 3] = c23;
+      C[o3 + n] = c30;
+      C[o3 + n + 1] = c31;
+      C[o3 + n + 2] = c32;
+      C[o3 + n + 3] = c33;
     }
     for (let n = N4; n < N; n++) {
       const b0 = bOff + n * ldb;
-      let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      let c0 = 0,
+        c1 = 0,
+        c2 = 0,
+        c3 = 0;
       for (let k = 0; k < K; k++) {
         const y = B[b0 + k]!;
-        c0 += A[a0 + k]! * y; c1 += A[a1 + k]! * y; c2 += A[a2 + k]! * y; c3 += A[a3 + k]! * y;
+        c0 += A[a0 + k]! * y;
+        c1 += A[a1 + k]! * y;
+        c2 += A[a2 + k]! * y;
+        c3 += A[a3 + k]! * y;
       }
       if (acc) {
-        c0 += C[o0 + n]!; c1 += C[o1 + n]!; c2 += C[o2 + n]!; c3 += C[o3 + n]!;
+        c0 += C[o0 + n]!;
+        c1 += C[o1 + n]!;
+        c2 += C[o2 + n]!;
+        c3 += C[o3 + n]!;
       }
-      C[o0 + n] = c0; C[o1 + n] = c1; C[o2 + n] = c2; C[o3 + n] = c3;
+      C[o0 + n] = c0;
+      C[o1 + n] = c1;
+      C[o2 + n] = c2;
+      C[o3 + n] = c3;
     }
   }
   for (let m = M4; m < M; m++) {
     const a0 = aOff + m * lda;
     const o0 = cOff + m * ldc;
     for (let n = 0; n < N4; n += 4) {
-      const b0 = bOff + n * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
-      let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      const b0 = bOff + n * ldb,
+        b1 = b0 + ldb,
+        b2 = b1 + ldb,
+        b3 = b2 + ldb;
+      let c0 = 0,
+        c1 = 0,
+        c2 = 0,
+        c3 = 0;
       for (let k = 0; k < K; k++) {
         const x = A[a0 + k]!;
-        c0 += x * B[b0 + k]!; c1 += x * B[b1 + k]!; c2 += x * B[b2 + k]!; c3 += x * B[b3 + k]!;
+        c0 += x * B[b0 + k]!;
+        c1 += x * B[b1 + k]!;
+        c2 += x * B[b2 + k]!;
+        c3 += x * B[b3 + k]!;
       }
       if (acc) {
-        c0 += C[o0 + n]!; c1 += C[o0 + n + 1]!; c2 += C[o0 + n + 2]!; c3 += C[o0 + n + 3]!;
+        c0 += C[o0 + n]!;
+        c1 += C[o0 + n + 1]!;
+        c2 += C[o0 + n + 2]!;
+        c3 += C[o0 + n + 3]!;
       }
-      C[o0 + n] = c0; C[o0 + n + 1] = c1; C[o0 + n + 2] = c2; C[o0 + n + 3] = c3;
+      C[o0 + n] = c0;
+      C[o0 + n + 1] = c1;
+      C[o0 + n + 2] = c2;
+      C[o0 + n + 3] = c3;
     }
     for (let n = N4; n < N; n++) {
       const b0 = bOff + n * ldb;
@@ -102,13 +219,29 @@ function ntBlock(
 }
 
 export function gemmNN(
-  A: F32, aOff: number, lda: number,
-  B: F32, bOff: number, ldb: number,
-  C: F32, cOff: number, ldc: number,
-  M: number, N: number, K: number,
+  A: F32,
+  aOff: number,
+  lda: number,
+  B: F32,
+  bOff: number,
+  ldb: number,
+  C: F32,
+  cOff: number,
+  ldc: number,
+  M: number,
+  N: number,
+  K: number,
 ): void {
   // int32 arguments (see dimsOf in storage.ts: boxed doubles would de-tune the optimised loop)
-  aOff |= 0; lda |= 0; bOff |= 0; ldb |= 0; cOff |= 0; ldc |= 0; M |= 0; N |= 0; K |= 0;
+  aOff |= 0;
+  lda |= 0;
+  bOff |= 0;
+  ldb |= 0;
+  cOff |= 0;
+  ldc |= 0;
+  M |= 0;
+  N |= 0;
+  K |= 0;
   if (K === 0) {
     for (let m = 0; m < M; m++) C.fill(0, cOff + m * ldc, cOff + m * ldc + N);
     return;
@@ -120,66 +253,161 @@ export function gemmNN(
 }
 
 function nnBlock(
-  A: F32, aOff: number, lda: number,
-  B: F32, bOff: number, ldb: number,
-  C: F32, cOff: number, ldc: number,
-  M: number, N: number, K: number, acc: boolean,
+  A: F32,
+  aOff: number,
+  lda: number,
+  B: F32,
+  bOff: number,
+  ldb: number,
+  C: F32,
+  cOff: number,
+  ldc: number,
+  M: number,
+  N: number,
+  K: number,
+  acc: boolean,
 ): void {
   const M4 = M - (M % 4);
   const N4 = N - (N % 4);
   for (let m = 0; m < M4; m += 4) {
-    const a0 = aOff + m * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-    const o0 = cOff + m * ldc, o1 = o0 + ldc, o2 = o1 + ldc, o3 = o2 + ldc;
+    const a0 = aOff + m * lda,
+      a1 = a0 + lda,
+      a2 = a1 + lda,
+      a3 = a2 + lda;
+    const o0 = cOff + m * ldc,
+      o1 = o0 + ldc,
+      o2 = o1 + ldc,
+      o3 = o2 + ldc;
     for (let n = 0; n < N4; n += 4) {
-      let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-      let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+      let c00 = 0,
+        c01 = 0,
+        c02 = 0,
+        c03 = 0,
+        c10 = 0,
+        c11 = 0,
+        c12 = 0,
+        c13 = 0;
+      let c20 = 0,
+        c21 = 0,
+        c22 = 0,
+        c23 = 0,
+        c30 = 0,
+        c31 = 0,
+        c32 = 0,
+        c33 = 0;
       let b = bOff + n;
       for (let k = 0; k < K; k++, b += ldb) {
-        const x0 = A[a0 + k]!, x1 = A[a1 + k]!, x2 = A[a2 + k]!, x3 = A[a3 + k]!;
-        const y0 = B[b]!, y1 = B[b + 1]!, y2 = B[b + 2]!, y3 = B[b + 3]!;
-        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+        const x0 = A[a0 + k]!,
+          x1 = A[a1 + k]!,
+          x2 = A[a2 + k]!,
+          x3 = A[a3 + k]!;
+        const y0 = B[b]!,
+          y1 = B[b + 1]!,
+          y2 = B[b + 2]!,
+          y3 = B[b + 3]!;
+        c00 += x0 * y0;
+        c01 += x0 * y1;
+        c02 += x0 * y2;
+        c03 += x0 * y3;
+        c10 += x1 * y0;
+        c11 += x1 * y1;
+        c12 += x1 * y2;
+        c13 += x1 * y3;
+        c20 += x2 * y0;
+        c21 += x2 * y1;
+        c22 += x2 * y2;
+        c23 += x2 * y3;
+        c30 += x3 * y0;
+        c31 += x3 * y1;
+        c32 += x3 * y2;
+        c33 += x3 * y3;
       }
       if (acc) {
-        c00 += C[o0 + n]!; c01 += C[o0 + n + 1]!; c02 += C[o0 + n + 2]!; c03 += C[o0 + n + 3]!;
-        c10 += C[o1 + n]!; c11 += C[o1 + n + 1]!; c12 += C[o1 + n + 2]!; c13 += C[o1 + n + 3]!;
-        c20 += C[o2 + n]!; c21 += C[o2 + n + 1]!; c22 += C[o2 + n + 2]!; c23 += C[o2 + n + 3]!;
-        c30 += C[o3 + n]!; c31 += C[o3 + n + 1]!; c32 += C[o3 + n + 2]!; c33 += C[o3 + n + 3]!;
+        c00 += C[o0 + n]!;
+        c01 += C[o0 + n + 1]!;
+        c02 += C[o0 + n + 2]!;
+        c03 += C[o0 + n + 3]!;
+        c10 += C[o1 + n]!;
+        c11 += C[o1 + n + 1]!;
+        c12 += C[o1 + n + 2]!;
+        c13 += C[o1 + n + 3]!;
+        c20 += C[o2 + n]!;
+        c21 += C[o2 + n + 1]!;
+        c22 += C[o2 + n + 2]!;
+        c23 += C[o2 + n + 3]!;
+        c30 += C[o3 + n]!;
+        c31 += C[o3 + n + 1]!;
+        c32 += C[o3 + n + 2]!;
+        c33 += C[o3 + n + 3]!;
       }
-      C[o0 + n] = c00; C[o0 + n + 1] = c01; C[o0 + n + 2] = c02; C[o0 + n + 3] = c03;
-      C[o1 + n] = c10; C[o1 + n + 1] = c11; C[o1 + n + 2] = c12; C[o1 + n + 3] = c13;
-      C[o2 + n] = c20; C[o2 + n + 1] = c21; C[o2 + n + 2] = c22; C[o2 + n + 3] = c23;
-      C[o3 + n] = c30; C[o3 + n + 1] = c31; C[o3 + n + 2] = c32; C[o3 + n + 3] = c33;
+      C[o0 + n] = c00;
+      C[o0 + n + 1] = c01;
+      C[o0 + n + 2] = c02;
+      C[o0 + n + 3] = c03;
+      C[o1 + n] = c10;
+      C[o1 + n + 1] = c11;
+      C[o1 + n + 2] = c12;
+      C[o1 + n + 3] = c13;
+      C[o2 + n] = c20;
+      C[o2 + n + 1] = c21;
+      C[o2 + n + 2] = c22;
+      C[o2 + n + 3] = c23;
+      C[o3 + n] = c30;
+      C[o3 + n + 1] = c31;
+      C[o3 + n + 2] = c32;
+      C[o3 + n + 3] = c33;
     }
     for (let n = N4; n < N; n++) {
-      let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      let c0 = 0,
+        c1 = 0,
+        c2 = 0,
+        c3 = 0;
       let b = bOff + n;
       for (let k = 0; k < K; k++, b += ldb) {
         const y = B[b]!;
-        c0 += A[a0 + k]! * y; c1 += A[a1 + k]! * y; c2 += A[a2 + k]! * y; c3 += A[a3 + k]! * y;
+        c0 += A[a0 + k]! * y;
+        c1 += A[a1 + k]! * y;
+        c2 += A[a2 + k]! * y;
+        c3 += A[a3 + k]! * y;
       }
       if (acc) {
-        c0 += C[o0 + n]!; c1 += C[o1 + n]!; c2 += C[o2 + n]!; c3 += C[o3 + n]!;
+        c0 += C[o0 + n]!;
+        c1 += C[o1 + n]!;
+        c2 += C[o2 + n]!;
+        c3 += C[o3 + n]!;
       }
-      C[o0 + n] = c0; C[o1 + n] = c1; C[o2 + n] = c2; C[o3 + n] = c3;
+      C[o0 + n] = c0;
+      C[o1 + n] = c1;
+      C[o2 + n] = c2;
+      C[o3 + n] = c3;
     }
   }
   for (let m = M4; m < M; m++) {
     const a0 = aOff + m * lda;
     const o0 = cOff + m * ldc;
     for (let n = 0; n < N4; n += 4) {
-      let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      let c0 = 0,
+        c1 = 0,
+        c2 = 0,
+        c3 = 0;
       let b = bOff + n;
       for (let k = 0; k < K; k++, b += ldb) {
         const x = A[a0 + k]!;
-        c0 += x * B[b]!; c1 += x * B[b + 1]!; c2 += x * B[b + 2]!; c3 += x * B[b + 3]!;
+        c0 += x * B[b]!;
+        c1 += x * B[b + 1]!;
+        c2 += x * B[b + 2]!;
+        c3 += x * B[b + 3]!;
       }
       if (acc) {
-        c0 += C[o0 + n]!; c1 += C[o0 + n + 1]!; c2 += C[o0 + n + 2]!; c3 += C[o0 + n + 3]!;
+        c0 += C[o0 + n]!;
+        c1 += C[o0 + n + 1]!;
+        c2 += C[o0 + n + 2]!;
+        c3 += C[o0 + n + 3]!;
       }
-      C[o0 + n] = c0; C[o0 + n + 1] = c1; C[o0 + n + 2] = c2; C[o0 + n + 3] = c3;
+      C[o0 + n] = c0;
+      C[o0 + n + 1] = c1;
+      C[o0 + n + 2] = c2;
+      C[o0 + n + 3] = c3;
     }
     for (let n = N4; n < N; n++) {
       let c = 0;

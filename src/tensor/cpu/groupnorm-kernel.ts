@@ -13,14 +13,18 @@ export interface GroupNormTask {
   w: F32; // [C]
   b: F32; // [C]
   out: F32; // [B, C, S]
-  C: number; S: number; groups: number;
+  C: number;
+  S: number;
+  groups: number;
   eps: number;
   act: Activation;
   dtype: DType;
 }
 
 export function groupNormRange(t: GroupNormTask, u0: number, u1: number): void {
-  const C = t.C | 0, S = t.S | 0, G = t.groups | 0;
+  const C = t.C | 0,
+    S = t.S | 0,
+    G = t.groups | 0;
   const Cg = (C / G) | 0;
   const { x, w, b, out: y } = t;
   for (let u = u0; u < u1; u++) {

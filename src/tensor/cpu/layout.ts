@@ -110,7 +110,10 @@ export function embedding(out: OutSpec, table: Tensor, ids: Tensor): Storage {
   for (let i = 0; i < idv.length; i++) {
     const id = idv[i]!;
     if (id < 0 || id >= V) {
-      throw new OpError('embedding', `id ${id} at position ${i} is outside [0, ${V}) (got table [${V}, ${D}] ${table.dtype}, ids [${ids.shape.join(', ')}] i32)`);
+      throw new OpError(
+        'embedding',
+        `id ${id} at position ${i} is outside [0, ${V}) (got table [${V}, ${D}] ${table.dtype}, ids [${ids.shape.join(', ')}] i32)`,
+      );
     }
     y.set(src.subarray(id * D, (id + 1) * D), i * D);
   }

@@ -77,10 +77,22 @@ export function matmul(out: OutSpec, a: Tensor, b: Tensor, transB: boolean): Sto
   const y = newF32(batch * M * N); // [batch, M, N]
   runGemm({
     nn: !transB,
-    A: af, aOff: 0, lda: K, strideA: M * K,
-    B: bf, bOff: 0, ldb: transB ? K : N, strideB: b.rank > 2 ? K * N : 0,
-    C: y, cOff: 0, ldc: N, strideC: M * N,
-    batch, M, N, K,
+    A: af,
+    aOff: 0,
+    lda: K,
+    strideA: M * K,
+    B: bf,
+    bOff: 0,
+    ldb: transB ? K : N,
+    strideB: b.rank > 2 ? K * N : 0,
+    C: y,
+    cOff: 0,
+    ldc: N,
+    strideC: M * N,
+    batch,
+    M,
+    N,
+    K,
   });
   return encodeOut(out, y);
 }

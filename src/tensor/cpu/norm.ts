@@ -85,7 +85,12 @@ export function groupNorm(out: OutSpec, x: Tensor, groups: number, weight: Tenso
     w: paramF32(weight), // [C]
     b: paramF32(bias), // [C]
     out: newF32(B * C * S), // [B, C, S]
-    C, S, groups: groups | 0, eps, act, dtype: out.dtype,
+    C,
+    S,
+    groups: groups | 0,
+    eps,
+    act,
+    dtype: out.dtype,
   };
   // ~10 flops per element, ~30 with the activation's exp
   parallelFor(task, B * task.groups, B * C * S * (act === 'none' ? 10 : 30));

@@ -29,8 +29,21 @@ export function attentionMethods(ctx: CudaContext): Pick<Backend, 'attention' | 
     const BH = B * H;
     const S = alloc('f32', BH * Lq * Lk); // [B·H, Lq, Lk]
     ops.gemm({
-      dt: 'f32', a: qf.ptr, b: kf.ptr, bDt: 'f32', c: S.ptr, batch: BH, M: Lq, N: Lk, K: D, bNK: true,
-      strideA: Lq * D, strideB: Lk * D, strideC: Lq * Lk, alpha: args.scale, act: 'none',
+      dt: 'f32',
+      a: qf.ptr,
+      b: kf.ptr,
+      bDt: 'f32',
+      c: S.ptr,
+      batch: BH,
+      M: Lq,
+      N: Lk,
+      K: D,
+      bNK: true,
+      strideA: Lq * D,
+      strideB: Lk * D,
+      strideC: Lq * Lk,
+      alpha: args.scale,
+      act: 'none',
     });
     if (args.bias) {
       const bs = args.bias.shape;
@@ -41,8 +54,21 @@ export function attentionMethods(ctx: CudaContext): Pick<Backend, 'attention' | 
     ops.softmax({ dt: 'f32', x: S.ptr, y: S.ptr, rows: BH * Lq, D: Lk });
     const O = alloc('f32', BH * Lq * Dv); // [B, H, Lq, Dv]
     ops.gemm({
-      dt: 'f32', a: S.ptr, b: vf.ptr, bDt: 'f32', c: O.ptr, batch: BH, M: Lq, N: Dv, K: Lk, bNK: false,
-      strideA: Lq * Lk, strideB: Lk * Dv, strideC: Lq * Dv, alpha: 1, act: 'none',
+      dt: 'f32',
+      a: S.ptr,
+      b: vf.ptr,
+      bDt: 'f32',
+      c: O.ptr,
+      batch: BH,
+      M: Lq,
+      N: Dv,
+      K: Lk,
+      bNK: false,
+      strideA: Lq * Lk,
+      strideB: Lk * Dv,
+      strideC: Lq * Dv,
+      alpha: 1,
+      act: 'none',
     });
     const merged = alloc('f32', BH * Lq * Dv); // [B, Lq, H, Dv]
     const inShape = [B, H, Lq, Dv];
@@ -66,10 +92,24 @@ export function attentionMethods(ctx: CudaContext): Pick<Backend, 'attention' | 
       const bs = bias?.shape;
       const y = out1(out);
       ops.attention({
-        dt: q.dtype, q: ptrOf(q), k: ptrOf(k), v: ptrOf(v), bias: optPtr(bias), biasDt: bias?.dtype,
+        dt: q.dtype,
+        q: ptrOf(q),
+        k: ptrOf(k),
+        v: ptrOf(v),
+        bias: optPtr(bias),
+        biasDt: bias?.dtype,
         // element strides of the bias's batch and head dims (0 = broadcast)
-        biasSB: bs && bs[0] !== 1 ? bs[1]! * Lq * Lk : 0, biasSH: bs && bs[1] !== 1 ? Lq * Lk : 0,
-        out: y.ptr, B, H, Lq, Lk, D, Dv, scale: args.scale, causal: args.causal,
+        biasSB: bs && bs[0] !== 1 ? bs[1]! * Lq * Lk : 0,
+        biasSH: bs && bs[1] !== 1 ? Lq * Lk : 0,
+        out: y.ptr,
+        B,
+        H,
+        Lq,
+        Lk,
+        D,
+        Dv,
+        scale: args.scale,
+        causal: args.causal,
       });
       return y;
     },
@@ -81,16 +121,31 @@ export function attentionMethods(ctx: CudaContext): Pick<Backend, 'attention' | 
       return y;
     },
 
-    attnPrep(outs: readonly OutSpec[], segments: readonly AttnPrepSegment[], heads: number, pe: Tensor, eps: number): Storage[] {
+    attnPrep(outs: readonly OutSpec[], segments: readonly AttnPrepSegment[], _heads: number, pe: Tensor, eps: number): Storage[] {
       const [B, H, Ltot, Dh] = outs[0]!.shape as [number, number, number, number];
       const ys = outs.map((o) => out1(o));
       ops.attnPrep({
         dt: outs[0]!.dtype,
         segments: segments.map((s) => ({
-          x: ptrOf(s.x), L: s.x.shape[1]!, C: s.x.shape[2]!, col: s.colOffset,
-          qScale: ptrOf(s.qScale), qScaleDt: s.qScale.dtype, kScale: ptrOf(s.kScale), kScaleDt: s.kScale.dtype,
+          x: ptrOf(s.x),
+          L: s.x.shape[1]!,
+          C: s.x.shape[2]!,
+          col: s.colOffset,
+          qScale: ptrOf(s.qScale),
+          qScaleDt: s.qScale.dtype,
+          kScale: ptrOf(s.kScale),
+          kScaleDt: s.kScale.dtype,
         })),
-        pe: ptrOf(pe), peBatched: pe.shape[0] !== 1, q: ys[0]!.ptr, k: ys[1]!.ptr, v: ys[2]!.ptr, B, H, Ltot, Dh, eps,
+        pe: ptrOf(pe),
+        peBatched: pe.shape[0] !== 1,
+        q: ys[0]!.ptr,
+        k: ys[1]!.ptr,
+        v: ys[2]!.ptr,
+        B,
+        H,
+        Ltot,
+        Dh,
+        eps,
       });
       return ys;
     },

@@ -20,8 +20,7 @@ export type RawArg = bigint | number | undefined | readonly number[] | (bigint |
 /** The addon's exports as loaded; its op-table exports take positional `RawArg`s. */
 export type RawOps = Readonly<Record<string, unknown>>;
 
-const seg = (s: AttnSegArgs | undefined): RawArg =>
-  s ? [s.x, s.L, s.C, s.col, s.qScale, DTYPE_CODES[s.qScaleDt], s.kScale, DTYPE_CODES[s.kScaleDt]] : null;
+const seg = (s: AttnSegArgs | undefined): RawArg => (s ? [s.x, s.L, s.C, s.col, s.qScale, DTYPE_CODES[s.qScaleDt], s.kScale, DTYPE_CODES[s.kScaleDt]] : null);
 
 type Writer = (args: Record<string, unknown>, out: RawArg[]) => void;
 

@@ -13,8 +13,26 @@ export function convMethods(ctx: CudaContext): Pick<Backend, 'conv2d'> {
       const [, , Ho, Wo] = out.shape as [number, number, number, number];
       const y = out1(out);
       ops.conv2d({
-        dt: x.dtype, x: ptrOf(x), w: ptrOf(w), wDt: w.dtype, bias: optPtr(args.bias), biasDt: args.bias?.dtype, y: y.ptr,
-        B, C, H, W, O, kh, kw, sh: args.stride[0], sw: args.stride[1], pt: args.padding[0], pl: args.padding[2], Ho, Wo,
+        dt: x.dtype,
+        x: ptrOf(x),
+        w: ptrOf(w),
+        wDt: w.dtype,
+        bias: optPtr(args.bias),
+        biasDt: args.bias?.dtype,
+        y: y.ptr,
+        B,
+        C,
+        H,
+        W,
+        O,
+        kh,
+        kw,
+        sh: args.stride[0],
+        sw: args.stride[1],
+        pt: args.padding[0],
+        pl: args.padding[2],
+        Ho,
+        Wo,
       });
       return y;
     },

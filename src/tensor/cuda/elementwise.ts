@@ -7,8 +7,7 @@ import { type Tensor, numel } from '../tensor.js';
 import { MAX_RANK } from './op-table.js';
 import { type CudaContext, optPtr, ptrOf } from './storage.js';
 
-type ElementwiseMethods = Pick<Backend, 'binary' | 'affine' | 'activation' | 'softmax' | 'gatedResidual' | 'cast'> &
-  Required<Pick<Backend, 'geluConcat'>>;
+type ElementwiseMethods = Pick<Backend, 'binary' | 'affine' | 'activation' | 'softmax' | 'gatedResidual' | 'cast'> & Required<Pick<Backend, 'geluConcat'>>;
 
 export function elementwiseMethods(ctx: CudaContext): ElementwiseMethods {
   const { ops, out1 } = ctx;
@@ -52,7 +51,16 @@ export function elementwiseMethods(ctx: CudaContext): ElementwiseMethods {
       const [B, L, Da] = a.shape as [number, number, number];
       const y = out1(out);
       ops.geluConcat({
-        dt: a.dtype, a: ptrOf(a), h: ptrOf(h), out: y.ptr, rows: B * L, Da, C: h.shape[2]!, col: colOffset, W: width, amax: optPtr(amaxOut),
+        dt: a.dtype,
+        a: ptrOf(a),
+        h: ptrOf(h),
+        out: y.ptr,
+        rows: B * L,
+        Da,
+        C: h.shape[2]!,
+        col: colOffset,
+        W: width,
+        amax: optPtr(amaxOut),
       });
       return y;
     },

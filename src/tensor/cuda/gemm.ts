@@ -16,13 +16,37 @@ export function gemmMethods(ctx: CudaContext): Pick<Backend, 'linear' | 'matmul'
       const bias = { bias: optPtr(args.bias), biasDt: args.bias?.dtype };
       if (args.quantizeInput === 'f8e4m3') {
         ops.linearFp8In({
-          dt: x.dtype, x: ptrOf(x), w8: ptrOf(w), y: y.ptr, M, N, K, ...bias, wScale: args.weightScale, act: args.act, amax: optPtr(args.inputAmax),
+          dt: x.dtype,
+          x: ptrOf(x),
+          w8: ptrOf(w),
+          y: y.ptr,
+          M,
+          N,
+          K,
+          ...bias,
+          wScale: args.weightScale,
+          act: args.act,
+          amax: optPtr(args.inputAmax),
         });
         return y;
       }
       ops.gemm({
-        dt: x.dtype, a: ptrOf(x), b: ptrOf(w), bDt: w.dtype, c: y.ptr, batch: 1, M, N, K, bNK: true, strideA: 0, strideB: 0, strideC: 0,
-        ...bias, alpha: args.weightScale, act: args.act,
+        dt: x.dtype,
+        a: ptrOf(x),
+        b: ptrOf(w),
+        bDt: w.dtype,
+        c: y.ptr,
+        batch: 1,
+        M,
+        N,
+        K,
+        bNK: true,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        ...bias,
+        alpha: args.weightScale,
+        act: args.act,
       });
       return y;
     },
@@ -33,8 +57,21 @@ export function gemmMethods(ctx: CudaContext): Pick<Backend, 'linear' | 'matmul'
       const batch = numel(a.shape.slice(0, -2));
       const y = out1(out);
       ops.gemm({
-        dt: a.dtype, a: ptrOf(a), b: ptrOf(b), bDt: b.dtype, c: y.ptr, batch, M, N, K, bNK: transB,
-        strideA: M * K, strideB: b.rank > 2 ? K * N : 0, strideC: M * N, alpha: 1, act: 'none',
+        dt: a.dtype,
+        a: ptrOf(a),
+        b: ptrOf(b),
+        bDt: b.dtype,
+        c: y.ptr,
+        batch,
+        M,
+        N,
+        K,
+        bNK: transB,
+        strideA: M * K,
+        strideB: b.rank > 2 ? K * N : 0,
+        strideC: M * N,
+        alpha: 1,
+        act: 'none',
       });
       return y;
     },

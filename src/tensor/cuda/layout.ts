@@ -45,7 +45,15 @@ export function layoutMethods(ctx: CudaContext): LayoutMethods {
       const rowIn = x.shape[axis]! * inner;
       const rowOut = os[axis]! * inner;
       ops.copy2d({
-        elem: out.dtype, src: ptrOf(x), srcStride: rowIn, srcOff: start * inner, dst: y.ptr, dstStride: rowOut, dstOff: 0, rows: outer, rowLen: rowOut,
+        elem: out.dtype,
+        src: ptrOf(x),
+        srcStride: rowIn,
+        srcOff: start * inner,
+        dst: y.ptr,
+        dstStride: rowOut,
+        dstOff: 0,
+        rows: outer,
+        rowLen: rowOut,
       });
       return y;
     },
@@ -81,7 +89,10 @@ export function layoutMethods(ctx: CudaContext): LayoutMethods {
       for (let i = 0; i < idv.length; i++) {
         const id = idv[i]!;
         if (id < 0 || id >= V) {
-          throw new OpError('embedding', `id ${id} at position ${i} is outside [0, ${V}) (got table [${V}, ${D}] ${table.dtype}, ids [${ids.shape.join(', ')}] i32)`);
+          throw new OpError(
+            'embedding',
+            `id ${id} at position ${i} is outside [0, ${V}) (got table [${V}, ${D}] ${table.dtype}, ids [${ids.shape.join(', ')}] i32)`,
+          );
         }
       }
       const y = out1(out);

@@ -19,7 +19,15 @@ export function normMethods(ctx: CudaContext): NormMethods {
     layerNorm(out: OutSpec, x: Tensor, weight: Tensor | undefined, bias: Tensor | undefined, eps: number): Storage {
       const y = out1(out);
       ops.layerNorm({
-        dt: x.dtype, x: ptrOf(x), w: optPtr(weight), wDt: weight?.dtype, b: optPtr(bias), bDt: bias?.dtype, y: y.ptr, ...lastDimRows(x), eps,
+        dt: x.dtype,
+        x: ptrOf(x),
+        w: optPtr(weight),
+        wDt: weight?.dtype,
+        b: optPtr(bias),
+        bDt: bias?.dtype,
+        y: y.ptr,
+        ...lastDimRows(x),
+        eps,
       });
       return y;
     },
@@ -35,7 +43,19 @@ export function normMethods(ctx: CudaContext): NormMethods {
       const S = numel(x.shape.slice(2));
       const y = out1(out);
       ops.groupNorm({
-        dt: x.dtype, x: ptrOf(x), w: ptrOf(weight), wDt: weight.dtype, b: ptrOf(bias), bDt: bias.dtype, y: y.ptr, B, C, S, groups, eps, act,
+        dt: x.dtype,
+        x: ptrOf(x),
+        w: ptrOf(weight),
+        wDt: weight.dtype,
+        b: ptrOf(bias),
+        bDt: bias.dtype,
+        y: y.ptr,
+        B,
+        C,
+        S,
+        groups,
+        eps,
+        act,
       });
       return y;
     },
@@ -44,7 +64,17 @@ export function normMethods(ctx: CudaContext): NormMethods {
       const [B, L, D] = x.shape as [number, number, number];
       const y = out1(out);
       ops.modulatedLayerNorm({
-        dt: x.dtype, x: ptrOf(x), shift: ptrOf(shift), shiftDt: shift.dtype, scale: ptrOf(scale), scaleDt: scale.dtype, y: y.ptr, B, L, D, eps,
+        dt: x.dtype,
+        x: ptrOf(x),
+        shift: ptrOf(shift),
+        shiftDt: shift.dtype,
+        scale: ptrOf(scale),
+        scaleDt: scale.dtype,
+        y: y.ptr,
+        B,
+        L,
+        D,
+        eps,
         amax: optPtr(amaxOut),
       });
       return y;

@@ -19,7 +19,10 @@ export function newAmax(be: Backend): Tensor {
 
 export function checkAmax(op: string, amax: Tensor, be: Backend): void {
   if (amax.backend !== be || amax.dtype !== 'f32' || amax.size !== 1) {
-    throw new OpError(op, `an amax must be an f32 [1] tensor on the ${be.name} backend (newAmax); got ${amax.dtype} [${amax.shape.join(', ')}] on ${amax.backend.name}`);
+    throw new OpError(
+      op,
+      `an amax must be an f32 [1] tensor on the ${be.name} backend (newAmax); got ${amax.dtype} [${amax.shape.join(', ')}] on ${amax.backend.name}`,
+    );
   }
 }
 

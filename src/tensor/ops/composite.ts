@@ -32,7 +32,8 @@ export function attnPrep(segments: readonly AttnPrepSegment[], opts: { heads: nu
   for (const [i, s] of segments.entries()) {
     if (s.x.rank !== 3) fail(op, `segment ${i}: x must be [B, L, C]`, named);
     if (s.x.shape[0] !== B || s.x.dtype !== first.x.dtype) fail(op, `segment ${i}: batch and dtype must match segment 0`, named);
-    if (s.qScale.rank !== 1 || s.kScale.rank !== 1 || s.qScale.shape[0] !== Dh || s.kScale.shape[0] !== Dh) fail(op, `segment ${i}: scales must be [${Dh}]`, named);
+    if (s.qScale.rank !== 1 || s.kScale.rank !== 1 || s.qScale.shape[0] !== Dh || s.kScale.shape[0] !== Dh)
+      fail(op, `segment ${i}: scales must be [${Dh}]`, named);
     if (!Number.isInteger(s.colOffset) || s.colOffset < 0 || s.colOffset + 3 * H * Dh > s.x.shape[2]!) {
       fail(op, `segment ${i}: columns [${s.colOffset}, ${s.colOffset + 3 * H * Dh}) do not fit C=${s.x.shape[2]}`, named);
     }
@@ -68,7 +69,10 @@ export function attnPrepComposed(segments: readonly AttnPrepSegment[], opts: { h
   });
   const cat = (i: 0 | 1 | 2): Tensor => {
     if (parts.length === 1) return parts[0]![i];
-    const t = concat(parts.map((p) => p[i]), 2);
+    const t = concat(
+      parts.map((p) => p[i]),
+      2,
+    );
     for (const p of parts) p[i].dispose();
     return t;
   };

@@ -79,12 +79,7 @@ export function matmul(a: Tensor, b: Tensor, opts: { transB?: boolean } = {}): T
  * bias broadcastable [B|1, H|1, Lq, Lk]. Scores and softmax in fp32; output rounded once, returned
  * with heads merged: [B, Lq, H*Dv]. A query row whose keys are all masked (-inf) gets 0, not NaN.
  */
-export function attention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  opts: { scale?: number; bias?: Tensor | undefined; causal?: boolean } = {},
-): Tensor {
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { scale?: number; bias?: Tensor | undefined; causal?: boolean } = {}): Tensor {
   const op = 'attention';
   const named = { q, k, v, bias: opts.bias };
   const be = sameBackend(op, named);

@@ -35,18 +35,15 @@ export function sameBackend(op: string, named: Record<string, Tensor | undefined
   return be;
 }
 
-
 export function wrap(be: Backend, out: OutSpec, s: Storage): Tensor {
   return new Tensor(be, new StorageRef(s), out.shape, out.dtype);
 }
-
 
 export function requireFloat(op: string, named: Record<string, Tensor | undefined>): void {
   for (const [k, t] of Object.entries(named)) {
     if (t && !isFloat(t.dtype)) fail(op, `${k} must be a float tensor`, named);
   }
 }
-
 
 export function last(shape: Shape): number {
   return shape[shape.length - 1] ?? 1;

@@ -12,7 +12,10 @@ export function layerNorm(x: Tensor, opts: { weight?: Tensor | undefined; bias?:
   const be = sameBackend(op, named);
   requireFloat(op, named);
   const D = last(x.shape);
-  for (const [k, t] of [['weight', opts.weight], ['bias', opts.bias]] as const) {
+  for (const [k, t] of [
+    ['weight', opts.weight],
+    ['bias', opts.bias],
+  ] as const) {
     if (t && (t.rank !== 1 || t.shape[0] !== D)) fail(op, `${k} must be [${D}]`, named);
   }
   const out = { shape: x.shape, dtype: x.dtype };
@@ -38,10 +41,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | undefined, eps: number): Ten
  * GroupNorm on [B, C, ...spatial] with affine weight/bias [C], fp32 statistics, optional fused SiLU
  * (two roundings with SiLU: the norm's output, then the activation's, as two PyTorch ops).
  */
-export function groupNorm(
-  x: Tensor,
-  opts: { groups: number; weight: Tensor; bias: Tensor; eps: number; act?: 'none' | 'silu' },
-): Tensor {
+export function groupNorm(x: Tensor, opts: { groups: number; weight: Tensor; bias: Tensor; eps: number; act?: 'none' | 'silu' }): Tensor {
   const op = 'groupNorm';
   const named = { x, weight: opts.weight, bias: opts.bias };
   const be = sameBackend(op, named);
